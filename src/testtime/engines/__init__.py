@@ -1,0 +1,26 @@
+"""Text generation behind one protocol: `Engine.generate` for whole completions, `Engine.start` for a live batch."""
+
+from ._embedded import EMBEDDED_MODEL_NAMES, cache_dir, embedded_model_dir
+from ._protocol import Engine, LiveBatch, StepOutput, StepReason
+from ._types import DEFAULT_MAX_TOKENS, Completion, EngineUsage, FinishReason, Request, RequestOutput, SamplingParams
+from .transformers_engine import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MODEL, TransformersEngine
+
+__all__ = [
+    "DEFAULT_MAX_BATCH_SIZE",
+    "DEFAULT_MAX_TOKENS",
+    "DEFAULT_MODEL",
+    "EMBEDDED_MODEL_NAMES",
+    "Completion",
+    "Engine",
+    "EngineUsage",
+    "FinishReason",
+    "LiveBatch",
+    "Request",
+    "RequestOutput",
+    "SamplingParams",
+    "StepOutput",
+    "StepReason",
+    "TransformersEngine",
+    "cache_dir",
+    "embedded_model_dir",
+]

@@ -1,0 +1,141 @@
+"""A preallocated key/value cache for a batch of rows that share write columns.
+
+Layout: keys and values are (L, R, KVH, C, D) buffers with room for R rows and C columns; the first
+`num_rows` row slots are live. Every row writes its next token at the same column `col`, and a (R, C) `valid`
+mask says which columns hold a row's real tokens. Left padding, steps a row sat idle, and rows admitted later
+all leave invalid columns ("holes") that attention masks out. Rotary positions are tracked per row, not per
+column, so moving a row's columns never changes what it attends to.
+
+Row surgery (drop, duplicate, permute) is one `reorder(rows)`, applied to every layer at once; it copies only
+the slots whose content changes (at 64 rows x 500 tokens the embedded model's cache is ~1.5 GB, so a full copy
+per admission would cost several decode steps). Nothing is re-prefilled. `compact()` squeezes out holes.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["KVCache"]
+
+
+class KVCache:
+    def __init__(
+        self,
+        *,
+        num_layers: int,
+        num_kv_heads: int,
+        head_dim: int,
+        num_rows: int,
+        capacity: int,
+        dtype: torch.dtype,
+        device: torch.device,
+    ) -> None:
+        shape = (num_layers, num_rows, num_kv_heads, capacity, head_dim)
+        self.k = torch.zeros(shape, dtype=dtype, device=device)  # (L, R, KVH, C, D)
+        self.v = torch.zeros(shape, dtype=dtype, device=device)
+        self.valid = torch.zeros(num_rows, capacity, dtype=torch.bool, device=device)  # (R, C)
+        self.num_rows = num_rows
+        self.col = 0  # next column to write, shared by all rows
+
+    @property
+    def capacity(self) -> int:
+        return self.k.shape[3]
+
+    @property
+    def row_capacity(self) -> int:
+        return self.k.shape[1]
+
+    def nbytes_per_token(self) -> int:
+        """Bytes one row spends on one cached token (keys and values, all layers)."""
+        L, _, KVH, _, D = self.k.shape
+        return 2 * L * KVH * D * self.k.element_size()
+
+    def layer(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Live keys and values of layer i up to and including column `col`: (B, KVH, col + 1, D) views."""
+        B = self.num_rows
+        return self.k[i, :B, :, : self.col + 1], self.v[i, :B, :, : self.col + 1]
+
+    def live_valid(self) -> torch.Tensor:
+        return self.valid[: self.num_rows]
+
+    def _resize(self, rows: int, cols: int, shift: int = 0) -> None:
+        """Reallocate to (rows, cols) capacity, moving content `shift` columns to the right."""
+        R, C = self.row_capacity, self.capacity
+        pad_k = (0, 0, shift, cols - C - shift, 0, 0, 0, rows - R)
+        self.k = F.pad(self.k, pad_k)
+        self.v = F.pad(self.v, pad_k)
+        self.valid = F.pad(self.valid, (shift, cols - C - shift, 0, rows - R))
+        self.col += shift
+
+    def ensure_capacity(self, cols: int = 0, rows: int = 0) -> None:
+        """Room for `cols` columns and `rows` rows, growing by at least half to amortize the copy."""
+        C, R = self.capacity, self.row_capacity
+        if cols > C or rows > R:
+            new_c = max(cols, C + C // 2) if cols > C else C
+            new_r = max(rows, R + R // 2) if rows > R else R
+            self._resize(new_r, new_c)
+
+    def reorder(self, rows: torch.Tensor) -> None:
+        """New row i becomes old row rows[i]; only slots whose content changes are copied."""
+        n = rows.shape[0]
+        self.ensure_capacity(rows=n)
+        slots = torch.arange(n, device=rows.device)
+        moved = (rows != slots).nonzero()[:, 0]
+        if moved.numel():
+            src = rows[moved]
+            # The right-hand side is gathered before assignment, so overlapping sources are safe.
+            # Columns past `col` hold nothing yet, so they are not copied.
+            c = self.col
+            self.k[:, moved, :, :c] = self.k[:, src, :, :c]
+            self.v[:, moved, :, :c] = self.v[:, src, :, :c]
+            self.valid[moved, :c] = self.valid[src, :c]
+        self.num_rows = n
+
+    def append_rows(self, k: torch.Tensor, v: torch.Tensor, valid: torch.Tensor) -> None:
+        """Add rows whose prefilled keys/values (L, B_new, KVH, P, D) end right before column `col`."""
+        L, B_new, KVH, P, D = k.shape
+        if P > self.col:  # a prompt longer than the history so far: make room on the left
+            self._resize(self.row_capacity, self.capacity + P - self.col, shift=P - self.col)
+        self.ensure_capacity(cols=self.col + 1, rows=self.num_rows + B_new)
+        rows = slice(self.num_rows, self.num_rows + B_new)
+        self.k[:, rows] = 0
+        self.v[:, rows] = 0
+        self.valid[rows] = False
+        if P:
+            self.k[:, rows, :, self.col - P : self.col] = k
+            self.v[:, rows, :, self.col - P : self.col] = v
+            self.valid[rows, self.col - P : self.col] = valid
+        self.num_rows += B_new
+
+    def hole_fraction(self) -> float:
+        """Share of the used columns that are masked out (padding, idle steps, dropped history)."""
+        if self.col == 0 or self.num_rows == 0:
+            return 0.0
+        used = int(self.valid[: self.num_rows, : self.col].sum())
+        return 1.0 - used / (self.num_rows * self.col)
+
+    def compact(self) -> None:
+        """Move every live row's valid columns to the right end of a shorter window, dropping holes.
+
+        Each row keeps its tokens in order; rows with fewer tokens get left padding again. One gather per
+        buffer; worth it when `hole_fraction()` is large, since attention cost grows with `col`.
+        """
+        B = self.num_rows
+        if B == 0:
+            self.col = 0
+            return
+        valid = self.valid[:B, : self.col]
+        width = int(valid.sum(1).max())
+        # A stable sort puts invalid columns first and keeps valid ones in order: keep the last `width`.
+        order = torch.sort(valid.to(torch.int8), dim=1, stable=True).indices[:, self.col - width :]  # (B, W)
+        L, _, KVH, _, D = self.k.shape
+        idx = order.view(1, B, 1, width, 1).expand(L, B, KVH, width, D)
+        k = self.k[:, :B].gather(3, idx)
+        v = self.v[:, :B].gather(3, idx)
+        new_valid = valid.gather(1, order)
+        self.k[:, :B, :, :width] = k
+        self.v[:, :B, :, :width] = v
+        self.valid[:B] = False
+        self.valid[:B, :width] = new_valid
+        self.col = width

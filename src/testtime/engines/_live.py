@@ -1,0 +1,281 @@
+"""The in-process live batch: rows in a KV cache, advanced by a decode loop, reordered without re-prefill.
+
+Each row's state is a pending token (sampled, not yet fed), its rotary position, its sampling knobs and its
+own `random.Random`. A decode step feeds every row's pending token, but rows that are paused or finished
+write a masked column and keep their position, so they neither advance nor disturb the others. One host
+sync (`tolist`) per step serves the stop checks of all rows.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from .._errors import ValidationError, error_context
+from ._detok import IncrementalDetokenizer, find_stop
+from ._protocol import StepOutput
+from ._prompt import encode_request
+from ._sampling import derive_seed, sample
+from ._types import Completion, EngineUsage, Request, SamplingParams
+
+__all__ = ["TransformersLiveBatch", "as_lists"]
+
+
+def as_lists(requests, params) -> tuple[list[Request], list[SamplingParams]]:
+    """Normalize one-or-many requests and params (one value, or one per request) to two equal lists."""
+    reqs = [requests] if isinstance(requests, Request) else list(requests)
+    if params is None:
+        params = SamplingParams()
+    if isinstance(params, SamplingParams):
+        plist = [params] * len(reqs)
+    else:
+        plist = list(params)
+        if len(plist) != len(reqs):
+            raise ValidationError(
+                f"got {len(reqs)} requests but {len(plist)} SamplingParams; pass one, or one per request.",
+                parameter="params",
+            )
+    for i, r in enumerate(reqs):
+        if not isinstance(r, Request):
+            raise ValidationError(f"request {i} is a {type(r).__name__}, expected testtime.Request.", parameter="requests")
+    return reqs, plist
+
+
+@dataclass
+class _Row:
+    request_index: int
+    params: SamplingParams
+    seed: int
+    rng: random.Random
+    detok: IncrementalDetokenizer
+    num_prompt_tokens: int
+    index: int = 0  # completion index within its request
+    token_ids: list[int] = field(default_factory=list)
+    text: str = ""
+    cumulative_logprob: float = 0.0
+    finish_reason: str | None = None
+    stop_reason: str | None = None
+    stop_index: int | None = None  # where the matched final stop string starts in `text`
+    num_forks: int = 0
+
+    def fork(self) -> _Row:
+        """A copy that samples its own continuation: a fresh stream seeded from (seed, length, fork count)."""
+        self.num_forks += 1
+        seed = derive_seed(self.seed, len(self.token_ids), self.num_forks)
+        return _Row(
+            request_index=self.request_index,
+            params=self.params,
+            seed=seed,
+            rng=random.Random(seed),
+            detok=self.detok.copy(),
+            num_prompt_tokens=self.num_prompt_tokens,
+            index=self.index,
+            token_ids=list(self.token_ids),
+            text=self.text,
+            cumulative_logprob=self.cumulative_logprob,
+            finish_reason=self.finish_reason,
+            stop_reason=self.stop_reason,
+            stop_index=self.stop_index,
+        )
+
+
+class TransformersLiveBatch:
+    """`LiveBatch` over a model session (`NativeSession` or `HFSession`); made by `TransformersEngine.start`."""
+
+    def __init__(self, engine, session) -> None:
+        self.engine = engine
+        self.session = session
+        self.usage: EngineUsage = engine.usage
+        self.rows: list[_Row] = []
+        self._num_requests = 0
+        dev = engine.device
+        self.pending = torch.zeros(0, dtype=torch.long, device=dev)  # (B,) next token to feed
+        self.pos = torch.zeros(0, dtype=torch.long, device=dev)  # (B,) its rotary position
+        self.temperature = torch.zeros(0, device=dev)
+        self.top_k = torch.zeros(0, dtype=torch.long, device=dev)
+        self.top_p = torch.ones(0, device=dev)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def request_indices(self) -> list[int]:
+        return [r.request_index for r in self.rows]
+
+    @property
+    def supports_add(self) -> bool:
+        return self.session.supports_add or self.session.num_rows == 0
+
+    # -- rows in -----------------------------------------------------------------------------------------
+    def encode(self, requests: list[Request], params: list[SamplingParams], *, first_index: int = 0) -> list[list[int]]:
+        """Token ids of each request, checked against the model's context; errors name the request index."""
+        eng, encoded = self.engine, []
+        for i, (req, p) in enumerate(zip(requests, params)):
+            with error_context(f"request {first_index + i}"):
+                prompt_ids, partial_ids = encode_request(eng.tokenizer, req)
+                ids = prompt_ids + partial_ids
+                if len(ids) + p.max_tokens > eng.max_model_len:
+                    raise ValidationError(
+                        f"prompt ({len(ids)} tokens) + `max_tokens` ({p.max_tokens}) exceeds the model's "
+                        f"context of {eng.max_model_len} tokens; lower `max_tokens` or shorten the prompt.",
+                        parameter="max_tokens",
+                        value=p.max_tokens,
+                    )
+            encoded.append(ids)
+        return encoded
+
+    def add(self, requests, params=None, *, encoded: list[list[int]] | None = None) -> None:
+        reqs, plist = as_lists(requests, params)
+        if not reqs:
+            return
+        if encoded is None:
+            encoded = self.encode(reqs, plist, first_index=self._num_requests)
+        eng = self.engine
+        prompts, lasts, new_rows = [], [], []
+        for i, (ids, p) in enumerate(zip(encoded, plist)):
+            prompts.append(ids[:-1])
+            lasts.append(ids[-1])
+            seed = p.seed if p.seed is not None else eng.next_seed()
+            for j in range(p.n):
+                s = derive_seed(seed, j)
+                new_rows.append(
+                    _Row(
+                        request_index=self._num_requests + i,
+                        params=p,
+                        seed=s,
+                        rng=random.Random(s),
+                        detok=IncrementalDetokenizer(eng.tokenizer, ids),
+                        num_prompt_tokens=len(ids),
+                        index=j,
+                    )
+                )
+        old = len(self.rows)
+        before = self.session.num_prefilled
+        self.session.add_rows(prompts)  # one cache row per request...
+        self.usage.num_prefill_tokens += self.session.num_prefilled - before
+        # ...then forked to n rows, in request order, after the existing rows.
+        expand = list(range(old)) + [old + i for i, p in enumerate(plist) for _ in range(p.n)]
+        dev = eng.device
+        self.pending = torch.cat([self.pending, torch.tensor(lasts, device=dev)])
+        self.pos = torch.cat([self.pos, torch.tensor([len(p) for p in prompts], device=dev)])
+        self.temperature = torch.cat([self.temperature, torch.tensor([p.temperature for p in plist], device=dev)])
+        self.top_k = torch.cat([self.top_k, torch.tensor([p.top_k for p in plist], dtype=torch.long, device=dev)])
+        self.top_p = torch.cat([self.top_p, torch.tensor([p.top_p for p in plist], device=dev)])
+        self._reorder_tensors(torch.tensor(expand, device=dev))
+        self.rows.extend(new_rows)
+        self._num_requests += len(reqs)
+
+    # -- row surgery -------------------------------------------------------------------------------------
+    def _reorder_tensors(self, idx: torch.Tensor) -> None:
+        self.session.reorder(idx)
+        self.pending = self.pending[idx]
+        self.pos = self.pos[idx]
+        self.temperature = self.temperature[idx]
+        self.top_k = self.top_k[idx]
+        self.top_p = self.top_p[idx]
+
+    def reorder(self, rows: Sequence[int]) -> None:
+        rows = [int(r) for r in rows]
+        n = len(self.rows)
+        bad = [r for r in rows if not 0 <= r < n]
+        if bad:
+            raise ValidationError(f"reorder got row {bad[0]}, but the batch has rows 0..{n - 1}.", parameter="rows", value=bad[0])
+        seen: set[int] = set()
+        new_rows = []
+        for r in rows:
+            new_rows.append(self.rows[r] if r not in seen else self.rows[r].fork())
+            seen.add(r)
+        self._reorder_tensors(torch.tensor(rows, dtype=torch.long, device=self.engine.device))
+        self.rows = new_rows
+
+    # -- generation --------------------------------------------------------------------------------------
+    def advance(self, max_tokens: int | None = None, *, stop: Sequence[str] = ()) -> list[StepOutput]:
+        if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
+            raise ValidationError(f"`max_tokens` must be an integer >= 1 or None, got {max_tokens!r}.", parameter="max_tokens", value=max_tokens)
+        stop = list(stop)
+        self.usage.num_calls += 1
+        out = [StepOutput(reason=r.finish_reason) for r in self.rows]  # finished rows report their reason
+        active = [r.finish_reason is None for r in self.rows]
+        if not any(active):
+            return out
+        start_len = [len(r.text) for r in self.rows]
+        limit = [max_tokens if max_tokens is not None else r.params.max_tokens for r in self.rows]
+        self.session.maybe_compact()
+        steps = max(min(lim, r.params.max_tokens - len(r.token_ids)) for r, lim, a in zip(self.rows, limit, active) if a)
+        self.session.reserve(steps + 1)
+        eos = self.engine.eos_ids
+        while any(active):
+            act = torch.tensor(active, device=self.engine.device)
+            u = torch.tensor([r.rng.random() if a else 0.0 for r, a in zip(self.rows, active)], device=self.engine.device)
+            logits = self.session.decode(self.pending, self.pos, act)  # (B, V)
+            tokens, logprobs = sample(logits, self.temperature, self.top_k, self.top_p, u)
+            self.pos += act
+            self.pending = torch.where(act, tokens, self.pending)
+            self.usage.num_forward_passes += 1
+            self.usage.num_decoded_tokens += len(self.rows)
+            for b, (tok, lp) in enumerate(zip(tokens.tolist(), logprobs.tolist())):  # the one host sync
+                if not active[b]:
+                    continue
+                row, o = self.rows[b], out[b]
+                o.num_tokens += 1
+                self.usage.num_generated_tokens += 1
+                row.cumulative_logprob += lp
+                if tok in eos and not row.params.ignore_eos:
+                    row.text += row.detok.flush()
+                    o.text = row.text[start_len[b] :]
+                    row.finish_reason = o.reason = "eos"
+                    active[b] = False
+                    continue
+                row.token_ids.append(tok)
+                before = len(row.text)
+                row.text += row.detok.push(tok)
+                o.text = row.text[start_len[b] :]
+                reason = self._check_stops(row, before, start_len[b], stop)
+                if reason is None and len(row.token_ids) >= row.params.max_tokens:
+                    row.text += row.detok.flush()
+                    o.text = row.text[start_len[b] :]
+                    reason = row.finish_reason = "length"
+                if reason is None and o.num_tokens >= limit[b]:
+                    reason = "limit"
+                if reason is not None:
+                    o.reason = reason
+                    active[b] = False
+        return out
+
+    @staticmethod
+    def _check_stops(row: _Row, new_from: int, advance_from: int, step_stops: list[str]) -> str | None:
+        """"stop" if the request's own stop string appeared, "boundary" if an advance stop did, else None."""
+        final = find_stop(row.text, row.params.stop, new_from) if row.params.stop else None
+        step = find_stop(row.text, step_stops, new_from, search_from=advance_from) if step_stops else None
+        if final is not None and (step is None or final[1] <= step[1]):
+            row.finish_reason, row.stop_reason, row.stop_index = "stop", final[0], final[1]
+            return "stop"
+        if step is not None:
+            return "boundary"
+        return None
+
+    # -- rows out ----------------------------------------------------------------------------------------
+    def completion(self, row: int, index: int = 0) -> Completion:
+        r = self.rows[row]
+        text = r.text
+        if r.finish_reason == "stop" and r.stop_index is not None:
+            # Like vLLM: text ends at the stop string (kept only if asked), even if its token ran past it.
+            end = r.stop_index + (len(r.stop_reason) if r.params.include_stop_str_in_output else 0)
+            text = text[:end]
+        return Completion(
+            index=index,
+            text=text,
+            token_ids=list(r.token_ids),
+            cumulative_logprob=r.cumulative_logprob,
+            finish_reason=r.finish_reason,
+            stop_reason=r.stop_reason,
+        )
+
+    def num_prompt_tokens(self, row: int) -> int:
+        return self.rows[row].num_prompt_tokens
+
+    def is_finished(self, row: int) -> bool:
+        return self.rows[row].finish_reason is not None

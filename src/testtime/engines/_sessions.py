@@ -1,0 +1,151 @@
+"""The model side of a live batch: rows of cached context that can be decoded, reordered and extended.
+
+`NativeSession` runs `LlamaRunner` over a preallocated `KVCache` (fast path, Llama-family models).
+`HFSession` runs any transformers causal LM with its own `DynamicCache` (every architecture, slower: that
+cache grows by `torch.cat` each step), and cannot admit rows once started.
+
+Both take prompts *without* their last token: the live batch feeds that token in the first decode step, so
+every step is the same operation and nothing is computed for rows that are then dropped.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ._llama import LlamaRunner
+
+__all__ = ["NativeSession", "HFSession"]
+
+PREFILL_TOKENS_PER_FORWARD = 4096  # bounds activation memory of one prefill forward
+
+
+def _left_pad(prompts: list[list[int]], device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(B, P) tokens, positions and validity for right-aligned prompts."""
+    P = max((len(p) for p in prompts), default=0)
+    tokens = torch.zeros(len(prompts), P, dtype=torch.long)
+    positions = torch.zeros(len(prompts), P, dtype=torch.long)
+    valid = torch.zeros(len(prompts), P, dtype=torch.bool)
+    for i, p in enumerate(prompts):
+        if p:
+            tokens[i, P - len(p) :] = torch.tensor(p)
+            positions[i, P - len(p) :] = torch.arange(len(p))
+            valid[i, P - len(p) :] = True
+    return tokens.to(device), positions.to(device), valid.to(device)
+
+
+def _chunks(prompts: list[list[int]], budget: int):
+    """Consecutive groups of prompts whose padded size stays within `budget` tokens."""
+    start = 0
+    while start < len(prompts):
+        end, width = start, 0
+        while end < len(prompts):
+            w = max(width, len(prompts[end]))
+            if end > start and w * (end - start + 1) > budget:
+                break
+            width, end = w, end + 1
+        yield prompts[start:end]
+        start = end
+
+
+class NativeSession:
+    supports_add = True
+
+    def __init__(self, runner: LlamaRunner) -> None:
+        self.runner = runner
+        self.cache = runner.new_cache(0, 0)
+        self.num_prefilled = 0
+        self.num_forwards = 0
+
+    @property
+    def num_rows(self) -> int:
+        return self.cache.num_rows
+
+    def add_rows(self, prompts: list[list[int]]) -> None:
+        for chunk in _chunks(prompts, PREFILL_TOKENS_PER_FORWARD):
+            tokens, positions, valid = _left_pad(chunk, self.runner.device)
+            if tokens.shape[1]:
+                k, v = self.runner.prefill(tokens, positions, valid)
+                self.num_forwards += 1
+                self.num_prefilled += int(valid.sum())
+            else:
+                L, KVH, D = len(self.runner.layers), self.runner.num_kv_heads, self.runner.head_dim
+                k = v = torch.zeros(L, len(chunk), KVH, 0, D, dtype=self.runner.dtype, device=self.runner.device)
+            self.cache.append_rows(k, v, valid)
+
+    def reserve(self, steps: int) -> None:
+        self.cache.ensure_capacity(cols=self.cache.col + steps)
+
+    def decode(self, tokens: torch.Tensor, positions: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+        self.cache.ensure_capacity(cols=self.cache.col + 1)
+        self.cache.valid[: self.cache.num_rows, self.cache.col] = active
+        logits = self.runner.decode(tokens, positions, self.cache)
+        self.cache.col += 1
+        self.num_forwards += 1
+        return logits
+
+    def reorder(self, rows: torch.Tensor) -> None:
+        self.cache.reorder(rows)
+
+    def maybe_compact(self) -> None:
+        # Attention cost grows with the column count; squeeze holes once they are most of it.
+        if self.cache.col >= 64 and self.cache.hole_fraction() > 0.5:
+            self.cache.compact()
+
+
+class HFSession:
+    supports_add = False
+
+    def __init__(self, model) -> None:
+        from transformers import DynamicCache
+
+        self.model = model
+        self.device = next(model.parameters()).device
+        self.cache = DynamicCache(config=model.config)
+        self.valid = torch.zeros(0, 0, dtype=torch.bool, device=self.device)
+        self.num_prefilled = 0
+        self.num_forwards = 0
+        self._started = False
+
+    @property
+    def num_rows(self) -> int:
+        return self.valid.shape[0]
+
+    def add_rows(self, prompts: list[list[int]]) -> None:
+        if self._started:
+            raise NotImplementedError("HFSession cannot admit rows after the first prefill")
+        self._started = True
+        tokens, positions, valid = _left_pad(prompts, self.device)
+        if tokens.shape[1]:
+            self.model(
+                input_ids=tokens,
+                attention_mask=valid.long(),
+                position_ids=positions,
+                past_key_values=self.cache,
+                use_cache=True,
+            )
+            self.num_forwards += 1
+            self.num_prefilled += int(valid.sum())
+        self.valid = valid
+
+    def reserve(self, steps: int) -> None:
+        pass  # DynamicCache grows on its own
+
+    def decode(self, tokens: torch.Tensor, positions: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+        self.valid = torch.cat([self.valid, active[:, None]], 1)
+        out = self.model(
+            input_ids=tokens[:, None],
+            attention_mask=self.valid.long(),
+            position_ids=positions[:, None],
+            past_key_values=self.cache,
+            use_cache=True,
+        )
+        self.num_forwards += 1
+        return out.logits[:, -1].float()
+
+    def reorder(self, rows: torch.Tensor) -> None:
+        if self.cache.get_seq_length() > 0:
+            self.cache.batch_select_indices(rows)
+        self.valid = self.valid.index_select(0, rows)
+
+    def maybe_compact(self) -> None:
+        pass

@@ -1,0 +1,169 @@
+"""What goes into an engine and what comes back: params (how), requests (what), outputs (what came back).
+
+Names follow vLLM's `SamplingParams` / `RequestOutput` / `CompletionOutput` so users guess them right.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .._errors import check
+
+__all__ = [
+    "DEFAULT_MAX_TOKENS",
+    "SamplingParams",
+    "Request",
+    "Completion",
+    "RequestOutput",
+    "EngineUsage",
+    "FinishReason",
+]
+
+DEFAULT_MAX_TOKENS = 512
+
+FinishReason = Literal["stop", "eos", "length"]
+"""Why a completion ended: a stop string matched, the model emitted end-of-sequence, or `max_tokens` ran out."""
+
+
+@dataclass
+class SamplingParams:
+    """How to sample. Every field has a default; validation happens at construction."""
+
+    n: int = 1
+    """Completions per request, >= 1. On the in-process engine the prompt is prefilled once and forked n ways."""
+    max_tokens: int = DEFAULT_MAX_TOKENS
+    """New tokens per completion, >= 1."""
+    temperature: float = 1.0
+    """>= 0; 0 is greedy (argmax), chosen explicitly rather than dividing by a tiny number."""
+    top_p: float = 1.0
+    """Nucleus mass in (0, 1]; 1 disables."""
+    top_k: int = 0
+    """Keep the k most likely tokens, >= 0; 0 disables."""
+    seed: int | None = None
+    """Seed for this request's completions. None draws one from the engine's own generator (not reproducible
+    unless the engine was built with a seed). Completion i uses a seed derived from (seed, i)."""
+    stop: list[str] = field(default_factory=list)
+    """Generation ends when the text contains any of these strings (finish_reason "stop")."""
+    include_stop_str_in_output: bool = False
+    """Keep the matched stop string (and the rest of the token that completed it) in `text`."""
+    ignore_eos: bool = False
+    """Keep generating past end-of-sequence (benchmarks use this to force exactly max_tokens)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.stop, str):
+            self.stop = [self.stop]
+        check(isinstance(self.n, int) and self.n >= 1, f"`n` must be an integer >= 1, got {self.n!r}.", parameter="n", value=self.n)
+        check(
+            isinstance(self.max_tokens, int) and self.max_tokens >= 1,
+            f"`max_tokens` must be an integer >= 1, got {self.max_tokens!r}.",
+            parameter="max_tokens",
+            value=self.max_tokens,
+        )
+        check(self.temperature >= 0, f"`temperature` must be >= 0, got {self.temperature}.", parameter="temperature", value=self.temperature)
+        check(0 < self.top_p <= 1, f"`top_p` must be in (0, 1], got {self.top_p}.", parameter="top_p", value=self.top_p)
+        check(isinstance(self.top_k, int) and self.top_k >= 0, f"`top_k` must be an integer >= 0, got {self.top_k!r}.", parameter="top_k", value=self.top_k)
+        check(
+            all(isinstance(s, str) and s for s in self.stop),
+            f"`stop` must be a list of non-empty strings, got {self.stop!r}.",
+            parameter="stop",
+            value=self.stop,
+        )
+        check(self.seed is None or isinstance(self.seed, int), f"`seed` must be an integer or None, got {self.seed!r}.", parameter="seed", value=self.seed)
+
+    @property
+    def is_greedy(self) -> bool:
+        return self.temperature == 0
+
+
+@dataclass
+class Request:
+    """What to generate from: chat messages (or raw text), optionally continuing a partial assistant turn."""
+
+    messages: list[dict[str, str]] | None = None
+    """Chat messages, rendered with the model's chat template and a generation prompt."""
+    prompt: str | None = None
+    """Raw text prompt, used as is (no chat template). Exactly one of `messages` and `prompt` is set."""
+    partial: str = ""
+    """Start of the assistant's answer to continue. The output `text` holds only what comes after it."""
+    partial_token_ids: list[int] | None = None
+    """Token ids of `partial` as the engine generated them; continuing from them is exact token for token.
+    Without them the in-process engine encodes `partial` on its own (never merged with the prompt's tokens)."""
+
+    def __post_init__(self) -> None:
+        check(
+            (self.messages is None) != (self.prompt is None),
+            "a Request needs exactly one of `messages` and `prompt`.",
+            parameter="messages",
+        )
+        if self.messages is not None:
+            check(
+                isinstance(self.messages, list)
+                and len(self.messages) > 0
+                and all(isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in self.messages),
+                "`messages` must be a non-empty list of {'role': str, 'content': str} dicts.",
+                parameter="messages",
+                value=self.messages,
+            )
+
+
+@dataclass
+class Completion:
+    """One generated continuation (vLLM's `CompletionOutput`)."""
+
+    index: int = 0
+    """Position among the request's n completions."""
+    text: str = ""
+    """Generated text, after `Request.partial`."""
+    token_ids: list[int] = field(default_factory=list)
+    """Generated token ids (empty when a remote server does not return them; see `num_tokens`)."""
+    cumulative_logprob: float | None = None
+    """Sum of the generated tokens' log-probabilities under the model (temperature 1, before top-k/top-p)."""
+    finish_reason: FinishReason | None = None
+    """"stop", "eos" or "length"; None while a live batch row is still going."""
+    stop_reason: str | None = None
+    """The stop string that matched, when finish_reason is "stop"."""
+    num_generated_tokens: int | None = None
+    """Token count reported by a server that does not return ids; None means len(token_ids)."""
+
+    @property
+    def num_tokens(self) -> int:
+        return self.num_generated_tokens if self.num_generated_tokens is not None else len(self.token_ids)
+
+    @property
+    def finished(self) -> bool:
+        return self.finish_reason is not None
+
+
+@dataclass
+class RequestOutput:
+    """All completions of one request, in index order, plus what the prompt cost."""
+
+    completions: list[Completion] = field(default_factory=list)
+    num_prompt_tokens: int = 0
+    """Tokens in the rendered prompt (including the partial assistant message)."""
+
+
+@dataclass
+class EngineUsage:
+    """Running counters an engine keeps; strategies diff snapshots to account for their compute."""
+
+    num_prefill_tokens: int = 0
+    """Prompt tokens pushed through the model (once per prompt on the in-process engine, per request on remote ones)."""
+    num_generated_tokens: int = 0
+    """Tokens sampled and kept."""
+    num_decoded_tokens: int = 0
+    """Row-steps through the decode forward, including rows that were idle in a step (padding waste)."""
+    num_forward_passes: int = 0
+    """Model calls (prefill chunks and decode steps)."""
+    num_calls: int = 0
+    """generate / advance calls."""
+
+    def copy(self) -> EngineUsage:
+        return EngineUsage(**vars(self))
+
+    def __sub__(self, other: EngineUsage) -> EngineUsage:
+        return EngineUsage(**{k: v - getattr(other, k) for k, v in vars(self).items()})
+
+    def __add__(self, other: EngineUsage) -> EngineUsage:
+        return EngineUsage(**{k: v + getattr(other, k) for k, v in vars(self).items()})

@@ -1,0 +1,273 @@
+"""TransformersEngine on tiny random-weight models: parity with transformers, exact continuation, live-batch
+surgery, stops, seeds and accounting."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from _tiny import CHATML, TRIMMING_BOS, make_gpt2, make_llama, make_tokenizer
+
+from testtime import Request, SamplingParams, TransformersEngine, ValidationError
+
+GREEDY = SamplingParams(temperature=0, max_tokens=24)
+MSGS = [
+    [{"role": "user", "content": "Tom has 5 apples"}],
+    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 6 * 7? Step 1: compute"}],
+    [{"role": "user", "content": "hello"}],
+]
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return make_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def engine(tok):
+    return TransformersEngine(make_llama(tok), tokenizer=tok, seed=0)
+
+
+def hf_greedy(model, ids: list[int], n: int) -> list[int]:
+    out = model.generate(torch.tensor([ids]), max_new_tokens=n, do_sample=False, eos_token_id=None, pad_token_id=0)
+    return out[0, len(ids) :].tolist()
+
+
+@pytest.mark.parametrize(
+    "make, kwargs",
+    [
+        pytest.param(make_llama, {}, id="llama-native"),
+        pytest.param(make_llama, {"model_type": "qwen2"}, id="qwen2-native-bias"),
+        pytest.param(make_llama, {"model_type": "qwen3", "head_dim": 16}, id="qwen3-native-qknorm"),
+        pytest.param(make_llama, {"native": False}, id="llama-hf-forward"),
+        pytest.param(make_gpt2, {}, id="gpt2-hf-forward"),
+    ],
+)
+def test_greedy_matches_transformers_generate(tok, make, kwargs):
+    native = kwargs.pop("native", None)
+    model = make(tok, **kwargs)
+    eng = TransformersEngine(model, tokenizer=tok, native=native)
+    assert (eng.runner is not None) == (make is make_llama and native is not False)
+    reqs = [Request(messages=m) for m in MSGS]
+    outs = eng.generate(reqs, SamplingParams(temperature=0, max_tokens=20, ignore_eos=True))
+    for req, out in zip(reqs, outs):
+        assert out.completions[0].token_ids == hf_greedy(model, eng.encode(req), 20)
+        assert out.completions[0].finish_reason == "length"
+        assert out.num_prompt_tokens == len(eng.encode(req))
+
+
+def test_native_logits_match_transformers(tok, engine):
+    ids = engine.encode(Request(messages=MSGS[1]))
+    ref = engine.model(torch.tensor([ids])).logits[0, -1]
+    ours = engine.next_token_logprobs([ids])[0]
+    assert torch.allclose(torch.log_softmax(ref, -1), ours, atol=1e-4)
+
+
+def test_continuation_from_token_ids_is_exact(engine):
+    req = Request(messages=MSGS[0])
+    full = engine.generate(req, SamplingParams(temperature=0, max_tokens=30, ignore_eos=True))[0].completions[0]
+    head = full.token_ids[:12]
+    cont = engine.generate(
+        Request(messages=MSGS[0], partial="<ignored when ids are given>", partial_token_ids=head),
+        SamplingParams(temperature=0, max_tokens=18, ignore_eos=True),
+    )[0].completions[0]
+    assert head + cont.token_ids == full.token_ids
+
+
+def test_partial_text_is_encoded_apart_from_the_prompt(engine, tok):
+    """Generated tokens never merge with the prompt's last token, so neither may a partial answer's
+    (tests/test_e2e.py shows the real tokenizer fusing "\n" + "\n" when encoded jointly)."""
+    partial = "\n## Step 1: add 5 and 7.\n\n"
+    ids = engine.encode(Request(messages=MSGS[0], partial=partial))
+    prompt_ids = engine.encode(Request(messages=MSGS[0]))
+    assert ids == prompt_ids + tok(partial, add_special_tokens=False).input_ids
+    # And continuing that text continues the same token stream as an uninterrupted generation after it.
+    p = SamplingParams(temperature=0, max_tokens=12, ignore_eos=True)
+    by_text = engine.generate(Request(messages=MSGS[0], partial=partial), p)[0].completions[0]
+    by_ids = engine.generate(Request(messages=MSGS[0], partial_token_ids=tok(partial, add_special_tokens=False).input_ids), p)
+    assert by_text.token_ids == by_ids[0].completions[0].token_ids
+
+
+def test_partial_keeps_trailing_newlines_and_single_bos_with_trimming_template():
+    tok = make_tokenizer(template=TRIMMING_BOS, add_bos=True)
+    eng = TransformersEngine(make_llama(tok), tokenizer=tok)
+    partial = "## Step 1: Compute\n\n"
+    ids = eng.encode(Request(messages=MSGS[0], partial=partial))
+    partial_ids = tok(partial, add_special_tokens=False).input_ids
+    # Trap 1: the template would trim "\n\n" off a final assistant message; our ids keep it.
+    assert ids[-len(partial_ids) :] == partial_ids
+    assert tok.decode(ids).endswith("<|im_start|>assistant\n## Step 1: Compute\n\n")
+    naive = tok.apply_chat_template([*MSGS[0], {"role": "assistant", "content": partial}], tokenize=False, continue_final_message=True)
+    assert not naive.endswith("\n\n")  # ...which is what the naive route would have fed the model
+    # Trap 2: BOS is written by the template and must not be added again by the tokenizer.
+    assert ids.count(tok.bos_token_id) == 1 and ids[0] == tok.bos_token_id
+    assert tok(tok.apply_chat_template(MSGS[0], tokenize=False, add_generation_prompt=True)).input_ids.count(tok.bos_token_id) == 2
+
+
+def test_raw_prompt_gets_bos_when_tokenizer_adds_it():
+    tok = make_tokenizer(add_bos=True)
+    eng = TransformersEngine(make_llama(tok), tokenizer=tok)
+    ids = eng.encode(Request(prompt="Tom has 5 apples"))
+    assert ids[0] == tok.bos_token_id and ids.count(tok.bos_token_id) == 1
+
+
+def test_seeds_reproduce_and_completions_differ(engine):
+    req = Request(messages=MSGS[0])
+    p = SamplingParams(n=4, temperature=1.0, max_tokens=16, seed=7, ignore_eos=True)
+    a = [c.token_ids for c in engine.generate(req, p)[0].completions]
+    b = [c.token_ids for c in engine.generate(req, p)[0].completions]
+    c = [c.token_ids for c in engine.generate(req, SamplingParams(n=4, temperature=1.0, max_tokens=16, seed=8, ignore_eos=True))[0].completions]
+    assert a == b
+    assert a != c
+    assert len({tuple(t) for t in a}) == 4
+    # A seeded request samples the same tokens whatever else shares its batch.
+    mixed = engine.generate([Request(messages=MSGS[1]), req, Request(messages=MSGS[2])], [GREEDY, p, GREEDY])
+    assert [c.token_ids for c in mixed[1].completions] == a
+
+
+def test_n_forks_prefill_once(engine):
+    req = Request(messages=MSGS[1])
+    before = engine.usage.copy()
+    out = engine.generate(req, SamplingParams(n=5, temperature=1.0, max_tokens=8, seed=1, ignore_eos=True))[0]
+    used = engine.usage - before
+    assert used.num_prefill_tokens == out.num_prompt_tokens - 1  # the last prompt token is fed by the first decode
+    assert used.num_generated_tokens == 5 * 8
+    assert [c.index for c in out.completions] == [0, 1, 2, 3, 4]
+
+
+def test_stop_strings(engine):
+    req = Request(messages=MSGS[0])
+    full = engine.generate(req, SamplingParams(temperature=0, max_tokens=30, ignore_eos=True))[0].completions[0]
+    stop = full.text[10:13]
+    first = full.text.find(stop)
+    out = engine.generate(req, SamplingParams(temperature=0, max_tokens=30, stop=[stop], ignore_eos=True))[0].completions[0]
+    assert out.finish_reason == "stop" and out.stop_reason == stop
+    assert out.text == full.text[:first]
+    kept = engine.generate(req, SamplingParams(temperature=0, max_tokens=30, stop=[stop], include_stop_str_in_output=True, ignore_eos=True))
+    assert kept[0].completions[0].text == full.text[: first + len(stop)]
+    assert full.token_ids[: len(out.token_ids)] == out.token_ids and len(out.token_ids) < 30
+
+
+def test_eos_ends_without_the_eos_token(tok):
+    eng = TransformersEngine(make_llama(tok), tokenizer=tok)
+    req = Request(messages=MSGS[0])
+    full = eng.generate(req, SamplingParams(temperature=0, max_tokens=20, ignore_eos=True))[0].completions[0]
+    eng.eos_ids = {full.token_ids[6]}
+    out = eng.generate(req, SamplingParams(temperature=0, max_tokens=20))[0].completions[0]
+    k = full.token_ids.index(full.token_ids[6])
+    assert out.finish_reason == "eos" and out.token_ids == full.token_ids[:k]
+
+
+def test_many_requests_continuous_batching_matches_one_by_one(tok):
+    eng = TransformersEngine(make_llama(tok), tokenizer=tok, max_batch_size=3)
+    reqs = [Request(messages=[{"role": "user", "content": "Tom " * (1 + i % 5) + str(i)}]) for i in range(9)]
+    params = [SamplingParams(temperature=0, max_tokens=5 + 7 * (i % 3), ignore_eos=True) for i in range(9)]
+    batched = eng.generate(reqs, params)
+    for req, p, out in zip(reqs, params, batched):
+        alone = eng.generate(req, p)[0].completions[0]
+        assert out.completions[0].token_ids == alone.token_ids
+        assert out.completions[0].num_tokens == p.max_tokens
+
+
+def test_live_batch_advance_limit_and_boundary(engine):
+    batch = engine.start([Request(messages=m) for m in MSGS], SamplingParams(temperature=0, max_tokens=40, ignore_eos=True))
+    steps = batch.advance(5)
+    assert [s.num_tokens for s in steps] == [5, 5, 5] and {s.reason for s in steps} == {"limit"}
+    full = [engine.generate(Request(messages=m), SamplingParams(temperature=0, max_tokens=40, ignore_eos=True))[0].completions[0] for m in MSGS]
+    stop = full[0].text[7:9]
+    steps = batch.advance(stop=[stop])
+    assert steps[0].reason == "boundary" and stop in batch.completion(0).text[len(full[0].text[:5]) - 2 :]
+    # Each row's tokens so far are a prefix of its uninterrupted greedy generation.
+    for r in range(3):
+        ids = batch.completion(r).token_ids
+        assert ids == full[r].token_ids[: len(ids)]
+
+
+def test_reorder_decodes_like_fresh_prefill(engine):
+    """Dropping, duplicating and permuting rows must not change what they generate next."""
+    p = SamplingParams(temperature=0, max_tokens=40, ignore_eos=True)
+    reqs = [Request(messages=m) for m in MSGS]
+    batch = engine.start(reqs, p)
+    batch.advance(6)
+    before = engine.usage.copy()
+    batch.reorder([2, 0, 0])
+    assert batch.request_indices == [2, 0, 0]
+    batch.advance(10)
+    assert (engine.usage - before).num_prefill_tokens == 0  # nothing re-prefilled
+    for row, r in enumerate([2, 0, 0]):
+        head = batch.completion(row).token_ids[:6]
+        fresh = engine.generate(Request(messages=MSGS[r], partial_token_ids=head), SamplingParams(temperature=0, max_tokens=10, ignore_eos=True))
+        assert batch.completion(row).token_ids == head + fresh[0].completions[0].token_ids
+
+
+def test_forked_rows_sample_different_continuations(engine):
+    batch = engine.start(Request(messages=MSGS[0]), SamplingParams(temperature=1.0, max_tokens=40, seed=5, ignore_eos=True))
+    batch.advance(4)
+    batch.reorder([0, 0, 0, 0])
+    batch.advance(8)
+    heads = {tuple(batch.completion(r).token_ids[:4]) for r in range(4)}
+    tails = {tuple(batch.completion(r).token_ids[4:]) for r in range(4)}
+    assert len(heads) == 1 and len(tails) == 4
+
+
+def test_admitting_rows_into_a_running_batch(engine):
+    p = SamplingParams(temperature=0, max_tokens=30, ignore_eos=True)
+    batch = engine.start(Request(messages=MSGS[2]), p)  # short prompt first: the longer one needs room on the left
+    batch.advance(3)
+    batch.add(Request(messages=MSGS[1]), p)
+    batch.advance(12)
+    assert batch.request_indices == [0, 1]
+    for row, m in enumerate([MSGS[2], MSGS[1]]):
+        ref = engine.generate(Request(messages=m), p)[0].completions[0].token_ids
+        got = batch.completion(row).token_ids
+        assert got == ref[: len(got)] and len(got) == (15 if row == 0 else 12)
+
+
+def test_cache_compaction_keeps_outputs(engine):
+    p = SamplingParams(temperature=0, max_tokens=60, ignore_eos=True)
+    batch = engine.start([Request(messages=m) for m in MSGS], p)
+    batch.advance(4)
+    batch.reorder([1])  # the kept row has left padding: holes to squeeze out
+    cache = batch.session.cache
+    with torch.inference_mode():
+        cache.compact()
+    assert cache.hole_fraction() == 0.0
+    batch.advance(10)
+    ref = engine.generate(Request(messages=MSGS[1]), p)[0].completions[0].token_ids
+    assert batch.completion(0).token_ids == ref[:14]
+
+
+def test_finished_rows_stay_finished(engine):
+    batch = engine.start([Request(messages=m) for m in MSGS[:2]], [SamplingParams(temperature=0, max_tokens=3), SamplingParams(temperature=0, max_tokens=9, ignore_eos=True)])
+    steps = batch.advance()
+    assert steps[1].reason == "length" and steps[1].num_tokens == 9
+    again = batch.advance()
+    assert [s.num_tokens for s in again] == [0, 0] and again[1].reason == "length"
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        pytest.param({"top_p": 1.5}, r"`top_p` must be in \(0, 1\], got 1.5", id="top_p"),
+        pytest.param({"temperature": -1}, r"`temperature` must be >= 0", id="temperature"),
+        pytest.param({"n": 0}, r"`n` must be an integer >= 1, got 0", id="n"),
+        pytest.param({"max_tokens": 0}, r"`max_tokens` must be an integer >= 1", id="max_tokens"),
+        pytest.param({"stop": [""]}, r"`stop` must be a list of non-empty strings", id="stop"),
+        pytest.param({"top_k": -2}, r"`top_k` must be an integer >= 0", id="top_k"),
+    ],
+)
+def test_bad_sampling_params(kwargs, match):
+    with pytest.raises(ValidationError, match=match) as info:
+        SamplingParams(**kwargs)
+    assert info.value.parameter == next(iter(kwargs))
+
+
+def test_bad_requests(engine):
+    with pytest.raises(ValidationError, match="exactly one of `messages` and `prompt`"):
+        Request(messages=MSGS[0], prompt="x")
+    with pytest.raises(ValidationError, match="request 1: prompt .* exceeds the model's context of 512"):
+        engine.generate([Request(messages=MSGS[0]), Request(prompt="Tom " * 100)], SamplingParams(max_tokens=400))
+    with pytest.raises(ValidationError, match="got 2 requests but 3 SamplingParams"):
+        engine.generate([Request(prompt="a"), Request(prompt="b")], [GREEDY] * 3)
+    batch = engine.start(Request(prompt="a"), GREEDY)
+    with pytest.raises(ValidationError, match=r"reorder got row 4, but the batch has rows 0..0"):
+        batch.reorder([4])
