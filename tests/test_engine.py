@@ -271,3 +271,15 @@ def test_bad_requests(engine):
     batch = engine.start(Request(prompt="a"), GREEDY)
     with pytest.raises(ValidationError, match=r"reorder got row 4, but the batch has rows 0..0"):
         batch.reorder([4])
+
+
+def test_last_hidden_states_match_a_fresh_forward(engine):
+    """The hidden state a live batch keeps per row is the one that produced the row's last token."""
+    batch = engine.start([Request(messages=m) for m in MSGS[:2]], SamplingParams(temperature=1.0, max_tokens=30, seed=2, ignore_eos=True))
+    batch.advance(5)
+    batch.reorder([1, 0])
+    batch.advance(3)
+    hidden = batch.last_hidden_states()
+    for row, m in enumerate([MSGS[1], MSGS[0]]):
+        ids = engine.encode(Request(messages=m)) + batch.completion(row).token_ids[:-1]
+        assert torch.allclose(hidden[row], engine.hidden_states([ids])[0][-1], atol=1e-4)

@@ -3,7 +3,11 @@
 from ._embedded import EMBEDDED_MODEL_NAMES, cache_dir, embedded_model_dir
 from ._protocol import Engine, LiveBatch, StepOutput, StepReason
 from ._types import DEFAULT_MAX_TOKENS, Completion, EngineUsage, FinishReason, Request, RequestOutput, SamplingParams
+from .openai_engine import OpenAIEngine
+from .scripted import ScriptedEngine
+from .text_batch import TextLiveBatch
 from .transformers_engine import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MODEL, TransformersEngine
+from .vllm_engine import VLLMEngine
 
 __all__ = [
     "DEFAULT_MAX_BATCH_SIZE",
@@ -15,12 +19,16 @@ __all__ = [
     "EngineUsage",
     "FinishReason",
     "LiveBatch",
+    "OpenAIEngine",
     "Request",
     "RequestOutput",
     "SamplingParams",
+    "ScriptedEngine",
     "StepOutput",
     "StepReason",
+    "TextLiveBatch",
     "TransformersEngine",
+    "VLLMEngine",
     "cache_dir",
     "embedded_model_dir",
 ]

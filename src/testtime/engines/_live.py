@@ -97,6 +97,7 @@ class TransformersLiveBatch:
         self.temperature = torch.zeros(0, device=dev)
         self.top_k = torch.zeros(0, dtype=torch.long, device=dev)
         self.top_p = torch.ones(0, device=dev)
+        self.hidden: torch.Tensor | None = None  # (B, C) hidden state that produced each row's last token
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -164,6 +165,8 @@ class TransformersLiveBatch:
         self.temperature = torch.cat([self.temperature, torch.tensor([p.temperature for p in plist], device=dev)])
         self.top_k = torch.cat([self.top_k, torch.tensor([p.top_k for p in plist], dtype=torch.long, device=dev)])
         self.top_p = torch.cat([self.top_p, torch.tensor([p.top_p for p in plist], device=dev)])
+        if self.hidden is not None:
+            self.hidden = torch.cat([self.hidden, self.hidden.new_zeros(len(plist), self.hidden.shape[1])])
         self._reorder_tensors(torch.tensor(expand, device=dev))
         self.rows.extend(new_rows)
         self._num_requests += len(reqs)
@@ -176,6 +179,8 @@ class TransformersLiveBatch:
         self.temperature = self.temperature[idx]
         self.top_k = self.top_k[idx]
         self.top_p = self.top_p[idx]
+        if self.hidden is not None:
+            self.hidden = self.hidden[idx]
 
     def reorder(self, rows: Sequence[int]) -> None:
         rows = [int(r) for r in rows]
@@ -210,7 +215,10 @@ class TransformersLiveBatch:
         while any(active):
             act = torch.tensor(active, device=self.engine.device)
             u = torch.tensor([r.rng.random() if a else 0.0 for r, a in zip(self.rows, active)], device=self.engine.device)
-            logits = self.session.decode(self.pending, self.pos, act)  # (B, V)
+            logits, hidden = self.session.decode(self.pending, self.pos, act)  # (B, V), (B, C)
+            if self.hidden is None or self.hidden.shape != hidden.shape:
+                self.hidden = torch.zeros_like(hidden)
+            self.hidden = torch.where(act[:, None], hidden, self.hidden)
             tokens, logprobs = sample(logits, self.temperature, self.top_k, self.top_p, u)
             self.pos += act
             self.pending = torch.where(act, tokens, self.pending)
@@ -273,6 +281,14 @@ class TransformersLiveBatch:
             finish_reason=r.finish_reason,
             stop_reason=r.stop_reason,
         )
+
+    def last_hidden_states(self) -> torch.Tensor:
+        """(B, C) final-norm hidden state of each row at the position that produced its last token (zeros for
+        rows that have not generated yet). At a step boundary this is the state from which the model chose to
+        end the step: a reward head on it scores the step without another forward pass."""
+        if self.hidden is None:
+            return torch.zeros(len(self.rows), 0)
+        return self.hidden.clone()
 
     def num_prompt_tokens(self, row: int) -> int:
         return self.rows[row].num_prompt_tokens

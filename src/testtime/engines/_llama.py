@@ -155,8 +155,9 @@ class LlamaRunner:
         """Next-token logits (..., V) from final-norm hidden states."""
         return self.lm_head(hidden).float()
 
-    def decode(self, tokens: torch.Tensor, positions: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        """Feed one token per row (B,) at column `cache.col`; return next-token logits (B, V).
+    def decode(self, tokens: torch.Tensor, positions: torch.Tensor, cache: KVCache) -> tuple[torch.Tensor, torch.Tensor]:
+        """Feed one token per row (B,) at column `cache.col`; return next-token logits (B, V) and the final-norm
+        hidden states (B, C) they came from.
 
         The caller sets `cache.valid[:, cache.col]` (False for rows idle this step) and advances `cache.col`.
         """
@@ -176,4 +177,5 @@ class LlamaRunner:
             o = F.scaled_dot_product_attention(qg, K, V, attn_mask=mask)
             x = x + layer.o(o.reshape(B, 1, -1))
             x = self._mlp(layer, x)
-        return self.lm_head(self._rms(x[:, 0], self.norm)).float()
+        hidden = self._rms(x[:, 0], self.norm)
+        return self.lm_head(hidden).float(), hidden

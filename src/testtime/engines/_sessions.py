@@ -75,13 +75,14 @@ class NativeSession:
     def reserve(self, steps: int) -> None:
         self.cache.ensure_capacity(cols=self.cache.col + steps)
 
-    def decode(self, tokens: torch.Tensor, positions: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+    def decode(self, tokens: torch.Tensor, positions: torch.Tensor, active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (B, V) and final-norm hidden states (B, C) after feeding one token per row."""
         self.cache.ensure_capacity(cols=self.cache.col + 1)
         self.cache.valid[: self.cache.num_rows, self.cache.col] = active
-        logits = self.runner.decode(tokens, positions, self.cache)
+        logits, hidden = self.runner.decode(tokens, positions, self.cache)
         self.cache.col += 1
         self.num_forwards += 1
-        return logits
+        return logits, hidden
 
     def reorder(self, rows: torch.Tensor) -> None:
         self.cache.reorder(rows)
@@ -130,7 +131,7 @@ class HFSession:
     def reserve(self, steps: int) -> None:
         pass  # DynamicCache grows on its own
 
-    def decode(self, tokens: torch.Tensor, positions: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+    def decode(self, tokens: torch.Tensor, positions: torch.Tensor, active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self.valid = torch.cat([self.valid, active[:, None]], 1)
         out = self.model(
             input_ids=tokens[:, None],
@@ -138,9 +139,10 @@ class HFSession:
             position_ids=positions[:, None],
             past_key_values=self.cache,
             use_cache=True,
+            output_hidden_states=True,
         )
         self.num_forwards += 1
-        return out.logits[:, -1].float()
+        return out.logits[:, -1].float(), out.hidden_states[-1][:, -1]
 
     def reorder(self, rows: torch.Tensor) -> None:
         if self.cache.get_seq_length() > 0:

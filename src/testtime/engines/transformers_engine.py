@@ -53,6 +53,10 @@ def load_model(model: str | Path, *, device: torch.device, dtype: torch.dtype | 
     path = embedded_model_dir() if name.lower() in EMBEDDED_MODEL_NAMES else name
     if dtype is None:
         dtype = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a per-tensor "Loading weights" bar on every load is noise
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         hf_model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
@@ -62,6 +66,9 @@ def load_model(model: str | Path, *, device: torch.device, dtype: torch.dtype | 
             f"could not load model {name!r}: {first} (pass a local directory, a hub id reachable from here, "
             f"or one of {', '.join(EMBEDDED_MODEL_NAMES)})"
         ) from None
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
     return hf_model.to(device).eval(), tokenizer
 
 

@@ -1,0 +1,160 @@
+"""Load on `testtime serve` over loopback: N concurrent clients against the embedded model.
+
+Setup (defaults): `testtime serve --model default` in a subprocess (its own process, so the clients never take
+its GIL), strategy majority with budget 4 per request, exactly 64 new tokens per candidate (`ignore_eos`, so
+every request costs the same and timings compare like for like), temperature 0.8, fp32 on CPU; the prompts are the arith task's real chat prompts (system + 2 few-shot turns + question), each request
+with its own fixed seed. Every number comes from the server's answers (`usage.completion_tokens`).
+
+Three phases, after one warm-up request (excluded):
+1. one request alone, for P request pairs (each request of a pair alone, one after the other);
+2. the same two requests of each pair sent at once: their wall time against one alone (batching should keep
+   it well under 2x) and against the two run back to back;
+3. load: N clients in a closed loop, R requests each: throughput (requests/s, generated tokens/s), latency
+   p50/p99, errors (any non-200), and the server's mean batch size (requests per `solve` call).
+
+    python bench/serve_load.py [--clients 8] [--requests 3] [--pairs 3] [--budget 4] [--max-tokens 64] [--allow-eos]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(args, port: int) -> subprocess.Popen:
+    cmd = [
+        sys.executable, "-m", "testtime", "serve", "--model", args.model, "--scorer", "none", "--port", str(port),
+        "--strategy", "majority", "--budget", str(args.budget), "--max-tokens", str(args.max_tokens),
+        "--temperature", str(args.temperature), "--batch-window-ms", str(args.batch_window_ms), "--log-level", "warning",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("server did not come up in 300 s")
+
+
+class Client:
+    def __init__(self, url: str, problems, args) -> None:
+        self.url, self.problems, self.args = url, problems, args
+        self.http = httpx.AsyncClient(timeout=600)
+
+    async def ask(self, k: int) -> tuple[float, int, int]:
+        """(seconds, HTTP status, generated tokens) for request k (problem k mod P, seed k)."""
+        p = self.problems[k % len(self.problems)]
+        body = {"model": self.args.model, "messages": p.chat(), "budget": self.args.budget, "max_tokens": self.args.max_tokens, "seed": k, "ignore_eos": not self.args.allow_eos}
+        t0 = time.perf_counter()
+        r = await self.http.post(self.url + "/v1/chat/completions", json=body)
+        dt = time.perf_counter() - t0
+        return dt, r.status_code, r.json()["usage"]["completion_tokens"] if r.status_code == 200 else 0
+
+
+def percentile(xs: list[float], q: float) -> float:
+    """Nearest-rank percentile (with few samples, p99 is the maximum)."""
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, max(0, round(q / 100 * len(xs) + 0.5) - 1))]
+
+
+async def run(args, url: str, problems) -> None:
+    c = Client(url, problems, args)
+    await c.ask(10_000)  # warm-up: first batch shapes, allocator
+
+    alone, together, back_to_back = [], [], []
+    for i in range(args.pairs):
+        a, b = 2 * i, 2 * i + 1
+        ta, sa, _ = await c.ask(a)
+        tb, sb, _ = await c.ask(b)
+        t0 = time.perf_counter()
+        (_, s1, _), (_, s2, _) = await asyncio.gather(c.ask(a), c.ask(b))
+        t2 = time.perf_counter() - t0
+        assert {sa, sb, s1, s2} == {200}
+        alone += [ta, tb]
+        together.append(t2)
+        back_to_back.append(ta + tb)
+        print(f"pair {i}: alone {ta:.2f} s and {tb:.2f} s; both at once {t2:.2f} s ({t2 / ((ta + tb) / 2):.2f}x one alone)")
+    one = statistics.mean(alone)
+    print(f"\n1 request alone: mean {one:.2f} s over {len(alone)}")
+    print(f"2 concurrent requests: mean {statistics.mean(together):.2f} s = {statistics.mean(together) / one:.2f}x one request "
+          f"({statistics.mean(together) / statistics.mean(back_to_back):.2f}x the two back to back)")
+
+    health0 = httpx.get(url + "/health").json()
+    lat: list[float] = []
+    statuses: list[int] = []
+    tokens = 0
+
+    async def worker(w: int) -> None:
+        nonlocal tokens
+        for r in range(args.requests):
+            dt, status, n = await c.ask(1000 + w * args.requests + r)
+            lat.append(dt)
+            statuses.append(status)
+            tokens += n
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker(w) for w in range(args.clients)))
+    wall = time.perf_counter() - t0
+    health1 = httpx.get(url + "/health").json()
+    total = args.clients * args.requests
+    batches = health1["num_batches"] - health0["num_batches"]
+    errors = sum(s != 200 for s in statuses)
+    print(f"\nload: {args.clients} clients x {args.requests} requests = {total} requests in {wall:.1f} s")
+    print(f"throughput: {total / wall:.2f} requests/s ({(total / wall) * one:.2f}x one request at a time), {tokens / wall:.0f} generated tokens/s")
+    print(f"latency: p50 {percentile(lat, 50):.2f} s, p99 {percentile(lat, 99):.2f} s, max {max(lat):.2f} s")
+    print(f"errors: {errors} of {total}; server batches: {batches} (mean {total / max(batches, 1):.1f} requests per solve call)")
+    await c.http.aclose()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--requests", type=int, default=3, help="requests per client in the load phase")
+    ap.add_argument("--pairs", type=int, default=3, help="request pairs for the 1-vs-2 comparison")
+    ap.add_argument("--budget", type=int, default=4)
+    ap.add_argument("--max-tokens", type=int, default=64)
+    ap.add_argument("--temperature", type=float, default=0.8)
+    ap.add_argument("--allow-eos", action="store_true", help="let candidates end at EOS (default: exactly max_tokens each, so runs compare like for like)")
+    ap.add_argument("--batch-window-ms", type=float, default=5.0)
+    ap.add_argument("--model", default="default")
+    args = ap.parse_args()
+
+    from testtime.tasks import load_task
+
+    problems = load_task("arith", split="test", limit=64)
+    port = free_port()
+    print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, python {platform.python_version()}")
+    print(f"server: testtime serve --model {args.model} (fp32, CPU) on 127.0.0.1:{port}, batch window {args.batch_window_ms} ms")
+    length = "ending at EOS or max_tokens" if args.allow_eos else "exactly max_tokens each (ignore_eos)"
+    print(f"requests: majority, budget {args.budget}, max_tokens {args.max_tokens} ({length}), temperature {args.temperature}, arith test prompts, seed per request\n")
+    proc = start_server(args, port)
+    try:
+        asyncio.run(run(args, f"http://127.0.0.1:{port}", problems))
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""Argument helpers shared by the subcommands."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["ints", "names", "add_model_args", "add_task_args", "task_options", "default_max_tokens", "make_engine"]
+
+
+def ints(flag: str):
+    def parse(text: str) -> list[int]:
+        try:
+            return [int(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} takes comma-separated integers, got {text!r}") from None
+
+    return parse
+
+
+def names(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="default", help="'default' (embedded SmolLM2-135M-Instruct), a local directory or a hub id (default: %(default)s)")
+    p.add_argument("--scorer", default="default", help="scorer for bon/weighted: default, self-eval, oracle (default: %(default)s)")
+    p.add_argument("--max-tokens", type=int, default=None, help="new tokens per candidate (default: 512, arith 384)")
+    p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default: %(default)s)")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (default: %(default)s)")
+    p.add_argument("--max-batch-size", type=int, default=64, help="rows the engine decodes together (default: %(default)s)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+
+
+def add_task_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", default="arith", help="arith (built in, offline), math500, gsm8k or jsonl (default: %(default)s)")
+    p.add_argument("--split", default="test", help="task split (default: %(default)s)")
+    p.add_argument("--data", default=None, help="local JSONL file (math500, gsm8k, jsonl); required offline")
+    p.add_argument("--limit", type=int, default=None, help="use the first N problems (default: all)")
+    p.add_argument("--levels", type=ints("--levels"), default=None, help="keep these difficulty levels, e.g. 1,2 (default: all)")
+    p.add_argument("--problem-field", default=None, help="jsonl: field holding the problem (default: problem)")
+    p.add_argument("--answer-field", default=None, help="jsonl: field holding the gold answer (default: answer)")
+
+
+def task_options(args) -> dict:
+    opts = {}
+    if args.problem_field:
+        opts["problem_field"] = args.problem_field
+    if args.answer_field:
+        opts["answer_field"] = args.answer_field
+    return opts
+
+
+def default_max_tokens(args) -> int:
+    return args.max_tokens if args.max_tokens is not None else (384 if args.task == "arith" else 512)
+
+
+def make_engine(args):
+    from ..engines import TransformersEngine
+
+    return TransformersEngine(args.model, device=args.device, max_batch_size=args.max_batch_size)

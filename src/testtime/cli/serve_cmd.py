@@ -1,0 +1,82 @@
+"""`testtime serve`: an OpenAI-compatible HTTP service running strategies on any engine."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from .._errors import MissingDependencyError, ValidationError
+from ._common import add_model_args
+from ._engine_args import add_engine_args, make_engine, make_scorer
+
+HELP = "serve strategies over an OpenAI-compatible API (POST /v1/chat/completions)"
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="address to bind; anything but loopback exposes the service, so pair it with --require-api-key-env (default: %(default)s)")
+    p.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
+    p.add_argument("--served-model-name", default=None, help="the `model` clients send (default: the --model value)")
+    p.add_argument("--require-api-key-env", default=None, help="name of an environment variable holding the key clients must send as a bearer token (default: no auth)")
+    p.add_argument("--strategy", default="majority", help="strategy for requests that name none (default: %(default)s)")
+    p.add_argument("--budget", type=int, default=4, help="candidates for requests that name no budget (default: %(default)s)")
+    p.add_argument("--max-budget", type=int, default=32, help="largest budget a request may ask for (default: %(default)s)")
+    p.add_argument("--max-tokens-limit", type=int, default=2048, help="largest max_tokens a request may ask for (default: %(default)s)")
+    p.add_argument("--max-message-chars", type=int, default=32_000, help="largest total message text per request (default: %(default)s)")
+    p.add_argument("--max-body-bytes", type=int, default=1_000_000, help="largest request body (default: %(default)s)")
+    p.add_argument("--max-concurrent-requests", type=int, default=64, help="requests queued or running at once; more get 429 (default: %(default)s)")
+    p.add_argument("--batch-window-ms", type=float, default=5.0, help="how long to collect requests into one batch (default: %(default)s)")
+    p.add_argument("--last-number-fallback", action="store_true", help="vote on an unmarked final number when a candidate has no boxed answer")
+    p.add_argument("--graceful-shutdown-s", type=float, default=30.0, help="on SIGTERM, how long requests in progress may finish before their connections close (default: %(default)s)")
+    p.add_argument("--log-level", default="info", help="uvicorn log level (default: %(default)s)")
+    add_model_args(p)
+    add_engine_args(p)
+
+
+def build_app(args):
+    """The app the flags describe (loads the model): separate from `run` so tests can build it."""
+    from ..scorers import load_scorer
+    from ..serve import ServeConfig, create_app
+
+    key = None
+    if args.require_api_key_env:
+        key = os.environ.get(args.require_api_key_env)
+        if not key:
+            raise ValidationError(f"--require-api-key-env names {args.require_api_key_env!r}, but that environment variable is empty or unset.", parameter="require_api_key_env")
+    config = ServeConfig(
+        model_name=args.served_model_name or args.model,
+        api_key=key,
+        default_strategy=args.strategy,
+        default_budget=args.budget,
+        max_budget=args.max_budget,
+        default_max_tokens=args.max_tokens or 512,
+        max_tokens_limit=args.max_tokens_limit,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        max_message_chars=args.max_message_chars,
+        max_body_bytes=args.max_body_bytes,
+        max_concurrent_requests=args.max_concurrent_requests,
+        batch_window_ms=args.batch_window_ms,
+        last_number_fallback=args.last_number_fallback,
+    )
+    engine = make_engine(args)
+    scorer = make_scorer(args)
+    if scorer is None and args.scorer != "none":
+        if args.scorer == "default" and args.engine != "transformers":
+            scorer = None  # the default (self-eval) reads the model in-process; remote engines serve without a scorer
+        else:
+            scorer = load_scorer(args.scorer, engine=engine)
+    return create_app(engine, scorer, config)
+
+
+def run(args) -> int:
+    try:
+        import uvicorn
+    except ImportError:
+        raise MissingDependencyError("uvicorn", "serve", "testtime serve") from None
+    app = build_app(args)
+    if args.host not in LOOPBACK and not args.require_api_key_env:
+        print(f"warning: serving on {args.host} without authentication; anyone who reaches this port can use it (set --require-api-key-env)", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=args.graceful_shutdown_s)
+    return 0

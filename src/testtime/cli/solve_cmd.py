@@ -1,0 +1,43 @@
+"""`testtime solve "question"`: answer one problem and show every candidate with its answer and score."""
+
+from __future__ import annotations
+
+from .._errors import UnknownNameError
+from ._common import add_model_args, make_engine
+
+HELP = "answer one question and show the candidates"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("question", help="the problem text")
+    p.add_argument("--task", default="math500", help="whose prompt to use: math500, gsm8k or arith (default: %(default)s)")
+    p.add_argument("--strategy", default="weighted", help="greedy, majority, bon or weighted (default: %(default)s)")
+    p.add_argument("--n", type=int, default=8, help="candidates (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
+    add_model_args(p)
+
+
+def run(args) -> int:
+    from ..engines import SamplingParams
+    from ..scorers import load_scorer
+    from ..strategies import SamplingStrategyParams, get_strategy
+    from ..tasks import ARITH_FEW_SHOT, ARITH_SYSTEM_PROMPT, GSM8K_SYSTEM_PROMPT, MATH_SYSTEM_PROMPT, Problem, build_messages
+
+    prompts = {"arith": (ARITH_SYSTEM_PROMPT, ARITH_FEW_SHOT), "gsm8k": (GSM8K_SYSTEM_PROMPT, ()), "math500": (MATH_SYSTEM_PROMPT, ())}
+    if args.task not in prompts:
+        raise UnknownNameError("prompt style", args.task, prompts)
+    system, shots = prompts[args.task]
+    cls = get_strategy(args.strategy)
+    engine = make_engine(args)
+    scorer = load_scorer(args.scorer, engine=engine) if cls.needs_scorer else None
+    problem = Problem(id="cli", question=args.question, messages=build_messages(args.question, system_prompt=system, few_shot=shots), last_number_fallback=args.task != "math500")
+    sampling = SamplingParams(temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens or 512)
+    strategy = cls(engine, scorer, params=SamplingStrategyParams(n=args.n), sampling=sampling, seed=args.seed)
+    result = strategy.solve(problem)[0]
+    for c in result.candidates:
+        mark = "*" if c.index == result.selected else " "
+        score = f"{c.score:.3f}" if c.score is not None else "  -  "
+        first = c.text.strip().splitlines()[0][:70] if c.text.strip() else ""
+        print(f"{mark} [{c.index:>2}] answer={str(c.answer):<12} score={score} tokens={c.num_tokens:<4} {first}")
+    print(f"\nanswer: {result.answer}  ({args.strategy}, n={len(result.candidates)}, {result.usage.num_generated_tokens} generated tokens, {result.usage.wall_time:.1f}s)")
+    return 0

@@ -1,0 +1,318 @@
+"""`OpenAIEngine`: generate with any OpenAI-compatible server (vLLM, SGLang, TGI, llama.cpp, `testtime serve`).
+
+Three choices make every strategy's numbers mean the same here as on the in-process engine:
+
+1. `n` fans out. A request with `n` completions is sent as n requests, completion i seeded with
+   derive_seed(seed, i). Completion i then does not depend on n (the eval's "first m of N candidates" rule
+   needs that), and each response's `usage.completion_tokens` counts exactly one completion. A server with
+   prefix caching (vLLM's default) computes the shared prompt once.
+2. Partial answers continue as text. `start()` returns a `TextLiveBatch`, which re-sends each row's text so
+   far. On the chat endpoint that is vLLM's `continue_final_message: true, add_generation_prompt: false`
+   (SGLang accepts the same fields); on the completions endpoint, with a `tokenizer`, we render the chat
+   template locally (`_prompt.encode_request`, the same rendering as the in-process engine) and send token ids.
+3. Stops are reported honestly. OpenAI's finish_reason "stop" covers both end-of-sequence and a stop string;
+   vLLM's `stop_reason` (SGLang's `matched_stop`) tells which. "stop" without a matching stop string is our
+   "eos". Step-level search needs the stop string kept in the text (vLLM's `include_stop_str_in_output`), so
+   with `vllm_extensions=False` such requests are refused rather than silently cut.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from .._errors import EngineError, ValidationError, error_context
+from ._live import as_lists
+from ._prompt import encode_request
+from ._remote import (
+    DEFAULT_BACKOFF,
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
+    RemoteClient,
+    gather_all,
+    normalize_base_urls,
+)
+from ._sampling import derive_seed
+from ._types import Completion, EngineUsage, Request, RequestOutput, SamplingParams
+from .text_batch import TextLiveBatch
+
+__all__ = ["OpenAIEngine", "DEFAULT_BASE_URL", "ENDPOINTS"]
+
+DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"  # `vllm serve` and `testtime serve` listen here by default
+ENDPOINTS = ("chat", "completions")
+SEED_BITS = 31  # llama.cpp takes uint32 seeds and some servers int32; 31 bits fit everywhere
+
+
+def _load_tokenizer(tokenizer):
+    if tokenizer is None or not isinstance(tokenizer, str):
+        return tokenizer
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(tokenizer)
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise EngineError(f"could not load tokenizer {tokenizer!r}: {first} (pass a local directory or a hub id reachable from here)") from None
+
+
+class OpenAIEngine:
+    """An `Engine` backed by OpenAI-compatible HTTP servers.
+
+    Args:
+        model: The model name the server serves (the request's `model` field).
+        base_url: One URL or several (list, or comma-separated), each ending in `/v1`; requests go round-robin,
+            so a fleet of identical servers scales out, and a retry goes to the next server.
+        api_key: Sent as a bearer token. Not read from the environment: a key meant for one server is never
+            sent to another by accident.
+        endpoint: "chat" (/chat/completions; the server applies its chat template) or "completions"
+            (/completions; with `tokenizer`, we apply the template and send token ids, exact like in-process).
+        tokenizer: A tokenizer object or name; needed for chat `messages` on the completions endpoint, and used
+            to count tokens when a server reports no usage.
+        vllm_extensions: Send vLLM's extra fields when a request needs them (`continue_final_message`,
+            `include_stop_str_in_output`, `top_k`, `ignore_eos`, `return_token_ids`). vLLM and SGLang accept
+            them; strict servers (api.openai.com) reject unknown fields, so set False there.
+        logprobs: Ask for the sampled tokens' logprobs and report their sum as `cumulative_logprob`.
+        max_concurrency: HTTP requests in flight at once, over all servers.
+        max_retries: Retries per request on 408/429/5xx, connection errors and timeouts (0 disables).
+        timeout: Seconds per attempt.
+        backoff: First retry's maximum random wait in seconds (doubles per attempt; Retry-After wins).
+        seed: Seeds completions whose `SamplingParams.seed` is None, making whole runs reproducible.
+        extra_body: Extra JSON fields sent with every request (e.g. {"min_p": 0.05} for vLLM).
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | Sequence[str] = DEFAULT_BASE_URL,
+        api_key: str | None = None,
+        endpoint: str = "chat",
+        tokenizer=None,
+        vllm_extensions: bool = True,
+        logprobs: bool = False,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        timeout: float = DEFAULT_TIMEOUT,
+        backoff: float = DEFAULT_BACKOFF,
+        seed: int | None = None,
+        extra_body: dict | None = None,
+    ) -> None:
+        if not isinstance(model, str) or not model:
+            raise ValidationError(f"`model` must be the served model's name, got {model!r}.", parameter="model", value=model)
+        if endpoint not in ENDPOINTS:
+            raise ValidationError(f"`endpoint` must be one of {', '.join(ENDPOINTS)}, got {endpoint!r}.", parameter="endpoint", value=endpoint)
+        self.model = model
+        self.model_name = model
+        self.base_urls = normalize_base_urls(base_url)
+        self.endpoint = endpoint
+        self.tokenizer = _load_tokenizer(tokenizer)
+        self.vllm_extensions = vllm_extensions
+        self.logprobs = logprobs
+        self.extra_body = dict(extra_body or {})
+        self.client = RemoteClient(
+            self.base_urls,
+            api_key=api_key,
+            max_concurrency=max_concurrency,
+            max_retries=max_retries,
+            timeout=timeout,
+            backoff=backoff,
+            what="OpenAIEngine",
+        )
+        self.usage = EngineUsage()
+        self.seed = seed
+        self._seeds = random.Random(seed)
+
+    def __repr__(self) -> str:
+        return f"OpenAIEngine({self.model!r}, base_url={','.join(self.base_urls)!r}, endpoint={self.endpoint!r})"
+
+    def close(self) -> None:
+        """Close the HTTP connections (the engine reopens them if used again)."""
+        self.client.close()
+
+    def __enter__(self) -> OpenAIEngine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- the Engine protocol ----------------------------------------------------------------------------
+    def generate(
+        self,
+        requests: Request | Sequence[Request],
+        params: SamplingParams | Sequence[SamplingParams] | None = None,
+        *,
+        use_tqdm: bool = False,
+    ) -> list[RequestOutput]:
+        """Complete every request; outputs in input order, completions in index order."""
+        reqs, plist = as_lists(requests, params)
+        jobs = []  # (request index, completion index, path, payload)
+        for i, (req, p) in enumerate(zip(reqs, plist)):
+            with error_context(f"request {i}"):
+                path, body, prompt_ids = self._payload(req, p)
+            base = p.seed if p.seed is not None else self._seeds.getrandbits(63)
+            for j in range(p.n):
+                jobs.append((i, j, path, {**body, "seed": derive_seed(base, j) % 2**SEED_BITS}, prompt_ids, p))
+        self.usage.num_calls += 1
+        bar = None
+        if use_tqdm:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(jobs), desc="generate", unit="seq", dynamic_ncols=True)
+        try:
+            results = self.client.run(gather_all([self._one(i, j, path, body, ids, p, bar) for i, j, path, body, ids, p in jobs]))
+        finally:
+            if bar is not None:
+                bar.close()
+        outputs = [RequestOutput(completions=[Completion() for _ in range(p.n)]) for p in plist]
+        for (i, j, *_), (completion, prompt_tokens) in zip(jobs, results):
+            outputs[i].completions[j] = completion
+            outputs[i].num_prompt_tokens = prompt_tokens
+        return outputs
+
+    def start(
+        self,
+        requests: Request | Sequence[Request] = (),
+        params: SamplingParams | Sequence[SamplingParams] | None = None,
+    ) -> TextLiveBatch:
+        """A live batch whose rows continue through `generate` with partial assistant messages."""
+        return TextLiveBatch(self, requests, params)
+
+    # -- request / response mapping ---------------------------------------------------------------------
+    def _payload(self, req: Request, p: SamplingParams) -> tuple[str, dict, list[int] | None]:
+        """(path, JSON body without seed, prompt token ids when we tokenized locally)."""
+        ext = self.vllm_extensions
+        needs = [
+            (p.top_k > 0, "top_k", "`top_k`"),
+            (p.ignore_eos, "ignore_eos", "`ignore_eos`"),
+            (bool(p.stop) and p.include_stop_str_in_output, "include_stop_str_in_output", "keeping stop strings in the output (step-level search does)"),
+        ]
+        for needed, field, what in needs:
+            if needed and not ext:
+                raise ValidationError(
+                    f"{what} needs vLLM's `{field}` request field, but this engine has vllm_extensions=False; "
+                    "use a vLLM or SGLang server with vllm_extensions=True.",
+                    parameter=field,
+                )
+        body: dict = {"model": self.model, "max_tokens": p.max_tokens, "temperature": p.temperature, "top_p": p.top_p}
+        if p.stop:
+            body["stop"] = list(p.stop)
+        if ext:
+            if p.stop and p.include_stop_str_in_output:
+                body["include_stop_str_in_output"] = True
+            if p.top_k > 0:
+                body["top_k"] = p.top_k
+            if p.ignore_eos:
+                body["ignore_eos"] = True
+        prompt_ids = None
+        if self.endpoint == "chat":
+            if req.messages is None:
+                raise ValidationError(
+                    "a raw `prompt` request needs the completions endpoint; build the engine with endpoint='completions'.",
+                    parameter="prompt",
+                )
+            messages = [dict(m) for m in req.messages]
+            if req.partial:
+                if not ext:
+                    raise ValidationError(
+                        "continuing a partial answer on the chat endpoint needs vLLM's `continue_final_message`; set "
+                        "vllm_extensions=True (vLLM, SGLang) or use endpoint='completions' with a tokenizer.",
+                        parameter="partial",
+                    )
+                messages.append({"role": "assistant", "content": req.partial})
+                body["continue_final_message"] = True
+                body["add_generation_prompt"] = False
+            body["messages"] = messages
+            if self.logprobs:
+                body["logprobs"] = True
+            path = "/chat/completions"
+        else:
+            if self.tokenizer is not None:
+                prompt, partial = encode_request(self.tokenizer, req)
+                prompt_ids = prompt + partial
+                body["prompt"] = prompt_ids
+                if ext:
+                    body["return_token_ids"] = True  # exact token-for-token continuation in the live batch
+            elif req.prompt is not None:
+                body["prompt"] = req.prompt + req.partial
+            else:
+                raise ValidationError(
+                    "chat `messages` on the completions endpoint need the model's chat template; pass `tokenizer=` "
+                    "(a name or object) or use endpoint='chat'.",
+                    parameter="tokenizer",
+                )
+            if self.logprobs:
+                body["logprobs"] = 1  # the sampled token's logprob comes with the top-1
+            path = "/completions"
+        body.update(self.extra_body)
+        return path, body, prompt_ids
+
+    async def _one(self, i: int, j: int, path: str, body: dict, prompt_ids, p: SamplingParams, bar) -> tuple[Completion, int]:
+        with error_context(f"request {i}"):
+            url, data = await self.client.post(path, body)
+            completion, prompt_tokens = self._parse(url + path, data, p, j, prompt_ids)
+        self.usage.num_prefill_tokens += prompt_tokens
+        self.usage.num_generated_tokens += completion.num_tokens
+        if bar is not None:
+            bar.update(1)
+        return completion, prompt_tokens
+
+    def _parse(self, where: str, data: dict, p: SamplingParams, index: int, prompt_ids) -> tuple[Completion, int]:
+        choices = data.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            raise EngineError(f"OpenAIEngine: {where} answered without `choices`: {str(data)[:160]}")
+        choice = choices[0]
+        if self.endpoint == "chat":
+            text = (choice.get("message") or {}).get("content") or ""
+            lp = (choice.get("logprobs") or {}).get("content")
+            logprobs = [t.get("logprob") for t in lp] if isinstance(lp, list) else None
+        else:
+            text = choice.get("text") or ""
+            logprobs = (choice.get("logprobs") or {}).get("token_logprobs")
+        token_ids = choice.get("token_ids") if isinstance(choice.get("token_ids"), list) else None
+        finish, stop_reason = _finish(where, choice, p)
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        num_tokens = usage.get("completion_tokens")
+        if num_tokens is None:
+            num_tokens = self._count(where, text, token_ids, logprobs)
+        prompt_tokens = usage.get("prompt_tokens")
+        if prompt_tokens is None:
+            prompt_tokens = len(prompt_ids) if prompt_ids is not None else 0
+        cumulative = None
+        if self.logprobs and isinstance(logprobs, list) and all(isinstance(x, (int, float)) for x in logprobs):
+            cumulative = float(sum(logprobs))
+        completion = Completion(
+            index=index,
+            text=text,
+            token_ids=list(token_ids) if token_ids is not None else [],
+            cumulative_logprob=cumulative,
+            finish_reason=finish,
+            stop_reason=stop_reason,
+            num_generated_tokens=None if token_ids is not None and len(token_ids) == num_tokens else int(num_tokens),
+        )
+        return completion, int(prompt_tokens)
+
+    def _count(self, where: str, text: str, token_ids, logprobs) -> int:
+        if token_ids is not None:
+            return len(token_ids)
+        if isinstance(logprobs, list):
+            return len(logprobs)
+        if self.tokenizer is not None:
+            return len(self.tokenizer(text, add_special_tokens=False).input_ids)
+        raise EngineError(f"OpenAIEngine: {where} reported no `usage`; pass `tokenizer=` so tokens can be counted here")
+
+
+def _finish(where: str, choice: dict, p: SamplingParams) -> tuple[str, str | None]:
+    """Our (finish_reason, stop_reason) from an OpenAI choice."""
+    reason = choice.get("finish_reason")
+    if reason == "length":
+        return "length", None
+    if reason == "stop":
+        for matched in (choice.get("stop_reason"), choice.get("matched_stop")):
+            if isinstance(matched, str) and matched in p.stop:
+                return "stop", matched
+        return "eos", None  # EOS, or a stop token id: the model ended the text itself
+    raise EngineError(
+        f"OpenAIEngine: {where} ended a completion with finish_reason {reason!r}; expected 'stop' or 'length' "
+        "(tool calls, content filters and aborted requests are not supported)"
+    )

@@ -1,0 +1,8 @@
+"""Evaluation: resumable runs of strategies x budgets on a task, metrics with intervals, and plots."""
+
+from ._metrics import SummaryRow, format_table, summarize, wilson_interval
+from ._plot import plot_accuracy
+from ._results import ResultsFile
+from .runner import EvalConfig, EvalReport, run_eval
+
+__all__ = ["EvalConfig", "EvalReport", "ResultsFile", "SummaryRow", "format_table", "plot_accuracy", "run_eval", "summarize", "wilson_interval"]

@@ -1,0 +1,78 @@
+"""Accuracy with 95% intervals, pass@N, and compute per budget, from result rows."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+
+__all__ = ["wilson_interval", "SummaryRow", "summarize"]
+
+
+def wilson_interval(successes: int, total: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval for a binomial proportion (well behaved at 0, 1 and small n, unlike the
+    normal approximation)."""
+    if total == 0:
+        return (0.0, 0.0)
+    p = successes / total
+    denom = 1 + z * z / total
+    centre = (p + z * z / (2 * total)) / denom
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+@dataclass
+class SummaryRow:
+    strategy: str
+    n: int
+    num_rows: int
+    accuracy: float
+    ci_low: float
+    ci_high: float
+    pass_at_n: float | None
+    mean_generated_tokens: float
+    mean_compute_tokens: float
+    mean_wall_time: float
+
+
+def summarize(rows: list[dict], strategies: list[str]) -> list[SummaryRow]:
+    """One line per (strategy, n), strategies in the given order, n ascending."""
+    groups: dict[tuple[str, int], list[dict]] = defaultdict(list)
+    for row in rows:
+        for n, at in row["by_n"].items():
+            groups[(row["strategy"], int(n))].append(at)
+    out = []
+    for strategy in strategies:
+        for n in sorted(n for (s, n) in groups if s == strategy):
+            ats = groups[(strategy, n)]
+            correct = sum(bool(a["correct"]) for a in ats)
+            lo, hi = wilson_interval(correct, len(ats))
+            passes = [a["pass"] for a in ats if a.get("pass") is not None]
+            out.append(
+                SummaryRow(
+                    strategy=strategy,
+                    n=n,
+                    num_rows=len(ats),
+                    accuracy=correct / len(ats),
+                    ci_low=lo,
+                    ci_high=hi,
+                    pass_at_n=(sum(passes) / len(passes)) if passes else None,
+                    mean_generated_tokens=sum(a["num_generated_tokens"] for a in ats) / len(ats),
+                    mean_compute_tokens=sum(a["num_compute_tokens"] for a in ats) / len(ats),
+                    mean_wall_time=sum(a["wall_time"] for a in ats) / len(ats),
+                )
+            )
+    return out
+
+
+def format_table(summary: list[SummaryRow]) -> str:
+    """A plain-text table for the terminal and the README."""
+    header = f"{'strategy':<10} {'n':>4} {'accuracy':>8}  {'95% CI':<14} {'pass@n':>6} {'gen tok':>8} {'gen+scored':>10} {'wall s':>7} {'rows':>5}"
+    lines = [header, "-" * len(header)]
+    for r in summary:
+        pass_n = f"{r.pass_at_n:.3f}" if r.pass_at_n is not None else "-"
+        lines.append(
+            f"{r.strategy:<10} {r.n:>4} {r.accuracy:>8.3f}  [{r.ci_low:.3f}, {r.ci_high:.3f}] {pass_n:>6} "
+            f"{r.mean_generated_tokens:>8.0f} {r.mean_compute_tokens:>10.0f} {r.mean_wall_time:>7.2f} {r.num_rows:>5}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,56 @@
+"""PNG plots of a run: accuracy against the budget N (log2 axis) and against measured compute."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ._metrics import SummaryRow
+
+__all__ = ["plot_accuracy"]
+
+
+def plot_accuracy(summary: list[SummaryRow], out_dir: Path, *, title: str = "") -> list[Path]:
+    """Write accuracy_vs_n.png and accuracy_vs_compute.png; return their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; no display needed
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    strategies = list(dict.fromkeys(r.strategy for r in summary))
+    paths = []
+    for x_key, xlabel, fname in [
+        ("n", "budget N (candidates per problem)", "accuracy_vs_n.png"),
+        ("mean_compute_tokens", "compute per problem (generated + scored tokens)", "accuracy_vs_compute.png"),
+    ]:
+        fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+        for s in strategies:
+            rows = [r for r in summary if r.strategy == s]
+            xs = [getattr(r, x_key) for r in rows]
+            ys = [r.accuracy for r in rows]
+            if len(rows) == 1 and x_key == "n":  # budget-free baselines (greedy) as a reference line
+                ax.axhline(ys[0], linestyle=":", color="gray", label=f"{s} ({ys[0]:.2f})")
+                continue
+            line = ax.plot(xs, ys, marker="o", label=s)[0]
+            ax.fill_between(xs, [r.ci_low for r in rows], [r.ci_high for r in rows], alpha=0.15, color=line.get_color())
+        pass_rows = {}
+        for r in summary:
+            if r.pass_at_n is not None and r.n > 1:
+                pass_rows.setdefault(r.n, r)
+        if x_key == "n" and pass_rows:
+            ns = sorted(pass_rows)
+            ax.plot(ns, [pass_rows[n].pass_at_n for n in ns], linestyle="--", color="black", alpha=0.6, label="pass@N (oracle)")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("accuracy")
+        ax.set_ylim(0, 1)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+        if title:
+            ax.set_title(title, fontsize=10)
+        fig.tight_layout()
+        path = out_dir / fname
+        fig.savefig(path)
+        plt.close(fig)
+        paths.append(path)
+    return paths

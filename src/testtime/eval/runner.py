@@ -1,0 +1,293 @@
+"""`run_eval`: strategies x budgets x seeds on a task, resumable, with honest compute accounting.
+
+Sampling strategies (majority, bon, weighted) share one generation per problem at the largest N, and the
+result at each smaller n is their selection rule applied to the first n candidates: candidates are
+independent, so that is exactly what a run at budget n would have drawn.
+
+Problems run in fixed chunks (the same chunks on every run). A chunk's rows are appended as soon as it
+finishes; on resume, any chunk with a missing row is run again whole and only the missing rows are written.
+Re-running the whole chunk reproduces the same batch, hence the same numbers, so a resumed run ends with the
+same summary as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .._errors import DataError, ValidationError, check
+from ..engines import SamplingParams
+from ..grading import is_equiv
+from ..scorers import load_scorer
+from ..strategies import SamplingStrategy, SolveResult, Strategy, get_strategy
+from ..tasks import Problem, load_task
+from ._metrics import SummaryRow, format_table, summarize
+from ._plot import plot_accuracy
+from ._results import ResultsFile
+from ._shard import parse_shard, take_shard
+
+__all__ = ["EvalConfig", "EvalReport", "run_eval"]
+
+DEFAULT_N = (1, 2, 4, 8, 16)
+
+
+@dataclass
+class EvalConfig:
+    """What to evaluate. Every field has a CLI flag of the same name (`--max-tokens` for `max_tokens`)."""
+
+    task: str = "arith"
+    split: str = "test"
+    data: str | None = None
+    """Local JSONL file for math500 / gsm8k / jsonl."""
+    limit: int | None = None
+    levels: list[int] | None = None
+    strategies: list[str] = field(default_factory=lambda: ["majority", "bon", "weighted"])
+    n: list[int] = field(default_factory=lambda: list(DEFAULT_N))
+    """Budgets; sampling strategies generate once at max(n)."""
+    scorer: str = "default"
+    model: str = "default"
+    seeds: list[int] = field(default_factory=lambda: [0])
+    max_tokens: int = 512
+    temperature: float = 0.8
+    top_p: float = 1.0
+    batch_problems: int = 0
+    """Problems per chunk (the resume unit); 0 picks ~256 sequences per chunk."""
+    out: str = "runs/eval"
+    task_options: dict = field(default_factory=dict)
+    """Extra task fields (jsonl `problem_field`, ...)."""
+    shard: str | None = None
+    """"I/K": run only shard I (0-based) of K, whole chunks; `testtime merge` joins the shards. None runs all."""
+
+    def __post_init__(self) -> None:
+        check(len(self.strategies) > 0, "give at least one strategy.", parameter="strategies")
+        for s in self.strategies:
+            get_strategy(s)
+        check(len(self.n) > 0, "give at least one budget --n.", parameter="n")
+        for n in self.n:
+            check(isinstance(n, int) and not isinstance(n, bool) and n >= 1, f"budgets --n must be integers >= 1, got {n!r}.", parameter="n", value=n)
+        check(len(self.seeds) > 0, "give at least one seed.", parameter="seeds")
+        check(isinstance(self.batch_problems, int) and self.batch_problems >= 0, f"`batch_problems` must be >= 0, got {self.batch_problems!r}.", parameter="batch_problems", value=self.batch_problems)
+        self.n = sorted(set(self.n))
+        if self.shard is not None:
+            parse_shard(self.shard)
+        # SamplingParams validates max_tokens / temperature / top_p with its own messages.
+        SamplingParams(max_tokens=self.max_tokens, temperature=self.temperature, top_p=self.top_p)
+
+    def identity(self) -> dict:
+        """Settings that must match for a resumed run to continue the same experiment."""
+        keys = ["task", "split", "data", "limit", "levels", "n", "scorer", "model", "max_tokens", "temperature", "top_p", "batch_problems", "task_options", "shard"]
+        return {k: getattr(self, k) for k in keys}
+
+    def chunk_size(self) -> int:
+        return self.batch_problems or max(1, min(64, 256 // max(self.n)))
+
+
+@dataclass
+class EvalReport:
+    summary: list[SummaryRow]
+    rows: list[dict]
+    table: str
+    paths: list[Path]
+
+
+def _meta(config: EvalConfig) -> dict:
+    import torch
+    import transformers
+
+    import testtime
+
+    return {
+        "identity": config.identity(),
+        "versions": {"testtime": testtime.__version__, "torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version()},
+        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count()},
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
+def _check_or_write_meta(out: Path, config: EvalConfig) -> None:
+    path = out / "run.json"
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())["identity"]
+        except (ValueError, KeyError, OSError):
+            raise DataError(f"{path} is unreadable; move the run directory away to start over") from None
+        new = json.loads(json.dumps(config.identity()))  # normalize tuples/paths as stored
+        diff = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+        if diff:
+            k = diff[0]
+            raise ValidationError(
+                f"{out} holds a run with different settings ({k}: {old.get(k)!r} there, {new.get(k)!r} now); "
+                f"use another --out, or the same settings to resume.",
+                parameter=k,
+            )
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(_meta(config), indent=2))
+    os.replace(tmp, path)
+
+
+def _candidate_dict(c, gold: str | None) -> dict:
+    return {
+        "text": c.text,
+        "answer": c.answer,
+        "correct": None if gold is None else (c.answer is not None and is_equiv(gold, c.answer)),
+        "num_tokens": c.num_tokens,
+        "finish_reason": c.finish_reason,
+        "score": c.score,
+        "scores": c.scores,
+    }
+
+
+def _at(result: SolveResult, gold: str | None, *, cands: list[dict], n: int, wall: float, gen: int, compute: int) -> dict:
+    correct = None if gold is None or result.answer is None else is_equiv(gold, result.answer)
+    return {
+        "answer": result.answer,
+        "selected": result.selected,
+        "correct": bool(correct),
+        "pass": any(c["correct"] for c in cands[:n]) if gold is not None else None,
+        "num_generated_tokens": gen,
+        "num_compute_tokens": compute,
+        "wall_time": wall,
+    }
+
+
+def _sampling_rows(strategies: list[SamplingStrategy], results: list[SolveResult], problems: list[Problem], ns: list[int], seed: int) -> list[dict]:
+    rows = []
+    for p, res in zip(problems, results):
+        cands = [_candidate_dict(c, p.answer) for c in res.candidates]
+        chars = [len(c.text) for c in res.candidates]
+        total_gen = sum(c.num_tokens for c in res.candidates) or 1
+        for strat in strategies:
+            by_n = {}
+            for n in ns:
+                chosen = strat.choose(res, n)
+                gen = sum(c.num_tokens for c in res.candidates[:n])
+                scored = round(res.usage.num_scored_tokens * sum(chars[:n]) / (sum(chars) or 1)) if strat.needs_scorer else 0
+                # Wall time at n < N is not measured: it is the run's time scaled by its share of tokens.
+                wall = res.usage.wall_time * gen / total_gen
+                by_n[str(n)] = _at(chosen, p.answer, cands=cands, n=n, wall=wall, gen=gen, compute=gen + scored)
+            rows.append(_row(p, strat.name, seed, by_n, cands, res))
+    return rows
+
+
+def _row(p: Problem, strategy: str, seed: int, by_n: dict, cands: list[dict], res: SolveResult) -> dict:
+    return {
+        "problem_id": p.id,
+        "strategy": strategy,
+        "seed": seed,
+        "level": p.level,
+        "gold": p.answer,
+        "by_n": by_n,
+        "candidates": cands,
+        "usage": asdict(res.usage),
+    }
+
+
+def _solve_rows(strat: Strategy, problems: list[Problem], ns: list[int], seed: int) -> list[dict]:
+    """Strategies whose budget changes the search itself run once per n (greedy: once)."""
+    budgets = [1] if strat.name == "greedy" else ns
+    per_problem: dict[str, dict] = {p.id: {} for p in problems}
+    last: dict[str, SolveResult] = {}
+    for n in budgets:
+        for p, res in zip(problems, strat.solve(problems, n)):
+            cands = [_candidate_dict(c, p.answer) for c in res.candidates]
+            u = res.usage
+            per_problem[p.id][str(n)] = _at(res, p.answer, cands=cands, n=len(cands), wall=u.wall_time, gen=u.num_generated_tokens, compute=u.num_compute_tokens)
+            last[p.id] = res
+    rows = []
+    for p in problems:
+        res = last[p.id]
+        rows.append(_row(p, strat.name, seed, per_problem[p.id], [_candidate_dict(c, p.answer) for c in res.candidates], res))
+    return rows
+
+
+def run_eval(
+    config: EvalConfig,
+    *,
+    engine=None,
+    scorer=None,
+    problems: Sequence[Problem] | None = None,
+    progress: bool = True,
+    log=print,
+) -> EvalReport:
+    """Run (or resume) an evaluation; print and return its summary, and write results, tables and plots
+    under `config.out`."""
+    out = Path(config.out)
+    if problems is None:
+        problems = load_task(config.task, split=config.split, data=config.data, limit=config.limit, levels=config.levels, **config.task_options)
+    problems = list(problems)
+    if not problems:
+        raise DataError(f"task {config.task!r} gave no problems (split {config.split!r}, levels {config.levels}, limit {config.limit}).")
+    missing_gold = [p.id for p in problems if p.answer is None]
+    if missing_gold:
+        raise DataError(f"eval needs gold answers, but problem {missing_gold[0]!r} has none ({len(missing_gold)} in all).")
+    _check_or_write_meta(out, config)
+    results = ResultsFile(out / "results.jsonl")
+    done = {(r["problem_id"], r["strategy"], r["seed"]) for r in results.load()}
+
+    classes = [get_strategy(s) for s in config.strategies]
+    if engine is None:
+        from ..engines import TransformersEngine
+
+        engine = TransformersEngine(config.model)
+    if scorer is None and any(c.needs_scorer for c in classes):
+        scorer = load_scorer(config.scorer, engine=engine)
+    sampling = SamplingParams(temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_tokens)
+
+    chunk = config.chunk_size()
+    chunks = [problems[i : i + chunk] for i in range(0, len(problems), chunk)]
+    if config.shard is not None:  # whole chunks, so the shard's batches are exactly the unsharded run's
+        chunks = take_shard(chunks, config, out)
+        problems = [p for c in chunks for p in c]
+    total = len(problems) * len(config.seeds)
+    finished = sum(all((p.id, s, seed) in done for s in config.strategies) for seed in config.seeds for p in problems)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, initial=finished, desc=f"eval {config.task}", unit="problem", dynamic_ncols=True)
+    try:
+        for seed in config.seeds:
+            strategies = [cls(engine, scorer if cls.needs_scorer else None, sampling=sampling, seed=seed) for cls in classes]
+            shared = [s for s in strategies if isinstance(s, SamplingStrategy) and s.name != "greedy"]
+            others = [s for s in strategies if s not in shared]
+            for probs in chunks:
+                todo = {s.name for s in strategies for p in probs if (p.id, s.name, seed) not in done}
+                if not todo:
+                    continue
+                complete_before = sum(all((p.id, s, seed) in done for s in config.strategies) for p in probs)
+                rows: list[dict] = []
+                if any(s.name in todo for s in shared):
+                    needs = any(s.needs_scorer for s in shared)
+                    sampled = shared[0].sample(probs, max(config.n), scorer=scorer if needs else None)
+                    rows += _sampling_rows(shared, sampled, probs, config.n, seed)
+                for strat in others:
+                    if strat.name in todo:
+                        rows += _solve_rows(strat, probs, config.n, seed)
+                new = [r for r in rows if (r["problem_id"], r["strategy"], r["seed"]) not in done]
+                new.sort(key=lambda r: ([p.id for p in probs].index(r["problem_id"]), config.strategies.index(r["strategy"])))
+                results.append(new)
+                done.update((r["problem_id"], r["strategy"], r["seed"]) for r in new)
+                if bar is not None:
+                    bar.update(sum(all((p.id, s, seed) in done for s in config.strategies) for p in probs) - complete_before)
+    finally:
+        if bar is not None:
+            bar.close()
+
+    ids = {p.id for p in problems}
+    rows = [r for r in results.load() if r["problem_id"] in ids and r["strategy"] in config.strategies and r["seed"] in config.seeds]
+    summary = summarize(rows, config.strategies)
+    table = format_table(summary)
+    title = f"{config.task} ({config.split}, {len(problems)} problems) - model {config.model}, scorer {config.scorer}"
+    paths = plot_accuracy(summary, out, title=title)
+    (out / "summary.md").write_text(f"# {title}\n\n```\n{table}\n```\n")
+    (out / "summary.json").write_text(json.dumps([asdict(r) for r in summary], indent=2))
+    log(table)
+    log(f"results: {out / 'results.jsonl'}; plots: {', '.join(str(p) for p in paths)}")
+    return EvalReport(summary=summary, rows=rows, table=table, paths=paths)

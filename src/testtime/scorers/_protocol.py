@@ -1,0 +1,97 @@
+"""The scorer protocol: per-step scores for (question, candidates), and how to reduce them to one number.
+
+A candidate is a solution text, complete or partial, whose steps are separated by a blank line (the math
+prompts ask for that format). Process reward models return one score per step; outcome scorers (the oracle,
+self-evaluation, ORMs) return a one-element list. Strategies rank candidates by a reduction of that list.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+from .._errors import ValidationError
+
+__all__ = ["ScoreRequest", "Scorer", "ScorerUsage", "Reduction", "REDUCTIONS", "reduce_scores", "split_steps", "STEP_SEPARATOR"]
+
+STEP_SEPARATOR = "\n\n"
+
+Reduction = Literal["last", "min", "prod", "mean"]
+REDUCTIONS: tuple[str, ...] = ("last", "min", "prod", "mean")
+
+
+@dataclass
+class ScoreRequest:
+    """Candidates for one question."""
+
+    question: str = ""
+    """The problem text, without system prompt or chat formatting (scorers apply their own format)."""
+    candidates: list[str] = field(default_factory=list)
+    """Solution texts, complete or partial; steps separated by `STEP_SEPARATOR`."""
+    answer: str | None = None
+    """Gold answer; only the oracle reads it."""
+    last_number_fallback: bool = False
+    """Whether an unmarked final number counts as the candidate's answer (arith, gsm8k)."""
+    messages: list[dict[str, str]] | None = None
+    """The chat prompt the generator answered (system, few-shot, question). Scorers built on the generator's
+    own hidden states read it to see exactly what the generator saw; other scorers use `question`."""
+
+
+@dataclass
+class ScorerUsage:
+    """Running counters a scorer keeps; strategies diff snapshots to account for their compute."""
+
+    num_tokens: int = 0
+    """Tokens pushed through the reward model."""
+    num_calls: int = 0
+    """`score` calls."""
+
+    def copy(self) -> ScorerUsage:
+        return ScorerUsage(**vars(self))
+
+    def __sub__(self, other: ScorerUsage) -> ScorerUsage:
+        return ScorerUsage(self.num_tokens - other.num_tokens, self.num_calls - other.num_calls)
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    usage: ScorerUsage
+
+    def score(self, requests: ScoreRequest | Sequence[ScoreRequest]) -> list[list[list[float]]]:
+        """Per request, per candidate, the list of step scores (in [0, 1], higher is better). Input order."""
+        ...
+
+
+def as_request_list(requests: ScoreRequest | Sequence[ScoreRequest]) -> list[ScoreRequest]:
+    reqs = [requests] if isinstance(requests, ScoreRequest) else list(requests)
+    for i, r in enumerate(reqs):
+        if not isinstance(r, ScoreRequest):
+            raise ValidationError(f"score request {i} is a {type(r).__name__}, expected ScoreRequest.", parameter="requests")
+    return reqs
+
+
+def split_steps(text: str, separator: str = STEP_SEPARATOR) -> list[str]:
+    """Steps of a solution. A trailing separator ends the last step; it does not start an empty one, so a
+    partial solution is never scored on an empty step (the reference toolkit ranks beams by such scores)."""
+    steps = text.split(separator)
+    while steps and not steps[-1].strip():
+        steps.pop()
+    return steps
+
+
+def reduce_scores(scores: Sequence[float], how: str = "last") -> float:
+    """One number from per-step scores: the last step's (default), the minimum, the product or the mean.
+    A candidate with no scored step gets 0.0, the lowest score, so it never wins a ranking."""
+    if how not in REDUCTIONS:
+        raise ValidationError(f"`reduction` must be one of {', '.join(REDUCTIONS)}, got {how!r}.", parameter="reduction", value=how)
+    if not scores:
+        return 0.0
+    if how == "last":
+        return float(scores[-1])
+    if how == "min":
+        return float(min(scores))
+    if how == "prod":
+        return float(math.prod(scores))
+    return float(sum(scores) / len(scores))

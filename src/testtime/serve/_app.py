@@ -1,0 +1,164 @@
+"""`create_app`: the OpenAI-compatible FastAPI application in front of an engine and a scorer.
+
+Routes: `POST /v1/chat/completions`, `GET /v1/models`, `GET /health`. Every failure a client can cause is a
+4xx in OpenAI's error format naming the field; a bug is a 500 with its traceback in the server log, never a
+dead server. Handlers only parse, validate and await: strategies run on the batcher's worker thread.
+"""
+
+# No `from __future__ import annotations` here: FastAPI reads the handlers' `request: Request` annotations at
+# runtime, and `Request` is imported inside `create_app` (fastapi is an optional extra).
+import asyncio
+import hmac
+import json
+import logging
+import time
+import uuid
+from contextlib import asynccontextmanager
+
+from .._errors import MissingDependencyError, TesttimeError, UnknownNameError, ValidationError
+from ..tasks import Problem
+from ._batcher import Batcher, Job, ShuttingDown
+from ._config import ServeConfig
+from ._format import completion_body, error_body, stream_events
+from ._request import ModelNotFound, parse_chat_request
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("testtime.serve")
+
+
+class _HTTPError(Exception):
+    """A client error decided before any strategy runs."""
+
+    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None, headers: dict | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.param, self.code, self.headers = status, message, param, code, headers
+
+
+def _status_of(exc: TesttimeError) -> tuple[int, str, str | None, str]:
+    """(HTTP status, error type, param, code) for a testtime error."""
+    if isinstance(exc, ShuttingDown):
+        return 503, "server_error", None, "shutting_down"
+    if isinstance(exc, ModelNotFound):
+        return 404, "invalid_request_error", "model", "model_not_found"
+    if isinstance(exc, ValidationError):
+        return 400, "invalid_request_error", exc.parameter, "invalid_value"
+    if isinstance(exc, UnknownNameError):
+        return 400, "invalid_request_error", exc.kind, "invalid_value"
+    return 500, "server_error", None, "engine_error"  # EngineError, ScorerError, DataError: not the client's fault
+
+
+def create_app(engine, scorer=None, config: ServeConfig | None = None):
+    """An ASGI app serving `engine` (and `scorer`) with `config`'s defaults and limits. Run it with uvicorn
+    (`testtime serve` does), or test it in-process with httpx's ASGI transport."""
+    try:
+        from fastapi import FastAPI, Request
+        from fastapi.responses import JSONResponse, StreamingResponse
+        from starlette.exceptions import HTTPException as StarletteHTTPException
+    except ImportError:
+        raise MissingDependencyError("fastapi", "serve", "testtime serve") from None
+
+    config = config or ServeConfig()
+    batcher = Batcher(engine, scorer, window_s=config.batch_window_ms / 1000, max_batch=config.max_batch_requests)
+    admitted = {"n": 0}  # requests queued or running; only touched on the event loop, so no lock
+
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        await asyncio.to_thread(batcher.close)  # joins the worker: off the loop
+
+    app = FastAPI(title="testtime", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.batcher = batcher
+    app.state.config = config
+
+    def error(status: int, message: str, *, type: str = "invalid_request_error", param=None, code=None, headers=None):
+        return JSONResponse(error_body(message, type=type, param=param, code=code), status_code=status, headers=headers)
+
+    @app.exception_handler(_HTTPError)
+    async def _http_error(request, exc: _HTTPError):
+        return error(exc.status, exc.message, param=exc.param, code=exc.code, headers=exc.headers)
+
+    @app.exception_handler(TesttimeError)
+    async def _testtime_error(request, exc: TesttimeError):
+        status, kind, param, code = _status_of(exc)
+        return error(status, exc.message, type=kind, param=param, code=code)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _starlette_error(request, exc):
+        message = {404: f"no route {request.url.path}; this server has POST /v1/chat/completions, GET /v1/models, GET /health", 405: f"method {request.method} is not allowed on {request.url.path}"}
+        return error(exc.status_code, message.get(exc.status_code, str(exc.detail)), code="not_found" if exc.status_code == 404 else None)
+
+    @app.exception_handler(Exception)
+    async def _bug(request, exc: Exception):
+        log.exception("unexpected error on %s", request.url.path)
+        return error(500, "internal error; the server log has the traceback", type="server_error", code="internal_error")
+
+    def check_auth(request: Request) -> None:
+        if config.api_key is None:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        # compare_digest: the comparison takes as long for a wrong first byte as a wrong last one.
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), config.api_key.encode()):
+            raise _HTTPError(401, "missing or wrong API key; send `Authorization: Bearer <key>`.", code="invalid_api_key")
+
+    async def read_json(request: Request):
+        length = request.headers.get("content-length")
+        too_big = _HTTPError(413, f"request body over {config.max_body_bytes} bytes (--max-body-bytes).", param="body", code="request_too_large")
+        if length is not None and length.isdigit() and int(length) > config.max_body_bytes:
+            raise too_big
+        data, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > config.max_body_bytes:
+                raise too_big
+            data.append(chunk)
+        try:
+            return json.loads(b"".join(data))
+        except ValueError:
+            raise _HTTPError(400, "the request body is not valid JSON.", param="body", code="invalid_json") from None
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "model": config.model_name, "in_flight": admitted["n"], "num_batches": batcher.num_batches, "num_requests": batcher.num_jobs}
+
+    @app.get("/v1/models")
+    async def models(request: Request):
+        check_auth(request)
+        return {"object": "list", "data": [{"id": config.model_name, "object": "model", "created": 0, "owned_by": "testtime"}]}
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request):
+        check_auth(request)
+        body = await read_json(request)
+        req = parse_chat_request(body, request.headers, config, has_scorer=scorer is not None)
+        if admitted["n"] >= config.max_concurrent_requests:
+            raise _HTTPError(
+                429,
+                f"{admitted['n']} requests are in progress, the most this server admits (--max-concurrent-requests); retry shortly.",
+                code="rate_limit_exceeded",
+                headers={"Retry-After": "1"},
+            )
+        # A seeded request's problem id is a function of its seed, so the same request and seed give the same
+        # candidates whatever else is in the batch; unseeded requests get a fresh random id.
+        problem_id = f"seed-{req.seed}" if req.seed is not None else f"req-{uuid.uuid4().hex}"
+        problem = Problem(id=problem_id, question=req.question, messages=req.messages, last_number_fallback=config.last_number_fallback)
+        loop = asyncio.get_running_loop()
+        job = Job(problem=problem, strategy=req.strategy, budget=req.budget, sampling=req.sampling, future=loop.create_future(), loop=loop)
+        admitted["n"] += 1
+        try:
+            result = await batcher.submit(job)
+        finally:
+            admitted["n"] -= 1
+        request_id = f"chatcmpl-{uuid.uuid4().hex}"
+        created = int(time.time())
+        if req.stream:
+
+            async def events():
+                for event in stream_events(request_id, created, config.model_name, result, req):
+                    yield event
+
+            return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        return JSONResponse(completion_body(request_id, created, config.model_name, result, req))
+
+    return app

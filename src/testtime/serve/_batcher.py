@@ -1,0 +1,176 @@
+"""The batching queue between the event loop and the engine.
+
+The in-process engine is not thread-safe and a strategy call blocks for seconds, so exactly one worker thread
+owns the engine (and scorer) and the event loop never runs a strategy. Handlers put a `Job` on a thread-safe
+queue and await an asyncio future; the worker takes the first job, waits up to `window_s` for more (or takes
+at once whatever queued up while it was busy), groups jobs that share strategy, budget and sampling settings,
+and solves each group with ONE `strategy.solve` call. Batched problems decode together, so two concurrent
+requests cost about one batch step each, not two sequential generations.
+
+No state is shared between requests: each group gets fresh strategy objects, each request its own problem and
+seed (per-problem seeds make a seeded request's candidates independent of who shares its batch; see
+`strategies.problem_seed`). If a group fails, each of its jobs is retried alone, so one bad request (say, a
+prompt over the context length) gets its error and the others their answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+
+from .._errors import EngineError, TesttimeError
+from ..engines import SamplingParams
+from ..strategies import SolveResult, get_strategy
+from ..tasks import Problem
+
+__all__ = ["Batcher", "Job", "ShuttingDown", "CLOSE_JOIN_S"]
+
+CLOSE_JOIN_S = 5.0  # how long close() waits for the batch in progress; the daemon worker dies with the process
+
+log = logging.getLogger("testtime.serve")
+
+
+class ShuttingDown(EngineError):
+    """The server stopped before this request's turn came (answered 503)."""
+
+
+@dataclass
+class Job:
+    """One request waiting for the engine."""
+
+    problem: Problem
+    strategy: str
+    budget: int
+    sampling: SamplingParams
+    future: asyncio.Future = field(repr=False)
+    loop: asyncio.AbstractEventLoop = field(repr=False)
+
+    def group_key(self) -> tuple:
+        """Jobs with equal keys can share one `solve` call: same strategy, budget and every sampling field."""
+        fields = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in sorted(vars(self.sampling).items()))
+        return (self.strategy, self.budget, fields)
+
+
+def _deliver(future: asyncio.Future, result=None, error: BaseException | None = None) -> None:
+    if future.done():  # the client went away and the handler was cancelled
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+class Batcher:
+    """Owns the engine on one worker thread and solves queued jobs in batches."""
+
+    def __init__(self, engine, scorer=None, *, window_s: float = 0.005, max_batch: int = 32) -> None:
+        self.engine = engine
+        self.scorer = scorer
+        self.window_s = window_s
+        self.max_batch = max_batch
+        self.num_batches = 0
+        """`solve` calls made (a group of jobs is one call)."""
+        self.num_jobs = 0
+        """Jobs finished, with an answer or an error."""
+        self._queue: queue.Queue[Job | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._closing = False
+
+    def submit(self, job: Job) -> asyncio.Future:
+        """Queue `job` (call from the event loop); its future resolves to a `SolveResult` or an error."""
+        with self._lock:
+            if self._closing:
+                job.future.set_exception(ShuttingDown("the server is shutting down; send the request to another server"))
+                return job.future
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="testtime-engine", daemon=True)
+                self._thread.start()
+        self._queue.put(job)
+        return job.future
+
+    def close(self) -> None:
+        """Stop: queued jobs fail with `ShuttingDown` at once, the batch in progress gets `CLOSE_JOIN_S` to
+        finish (a strategy cannot be interrupted mid-batch; the daemon worker dies with the process)."""
+        with self._lock:
+            thread, self._thread, self._closing = self._thread, None, True
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                self._finish(job, error=ShuttingDown("the server is shutting down; send the request to another server"))
+        if thread is not None:
+            self._queue.put(None)
+            thread.join(CLOSE_JOIN_S)
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch, stop = [first], False
+            deadline = time.monotonic() + self.window_s
+            while len(batch) < self.max_batch:
+                try:
+                    job = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if job is None:
+                    stop = True
+                    break
+                batch.append(job)
+            self._solve_batch(batch)
+            if stop or self._closing:
+                return
+
+    def _solve_batch(self, batch: list[Job]) -> None:
+        groups: dict[tuple, list[list[Job]]] = {}
+        for job in batch:
+            if job.future.done():  # cancelled while queued
+                continue
+            # Split a group so problem ids are unique within one solve call (two requests with one seed).
+            subgroups = groups.setdefault(job.group_key(), [])
+            for sub in subgroups:
+                if all(j.problem.id != job.problem.id for j in sub):
+                    sub.append(job)
+                    break
+            else:
+                subgroups.append([job])
+        for subgroups in groups.values():
+            for jobs in subgroups:
+                self._solve_group(jobs)
+
+    def _solve_group(self, jobs: list[Job]) -> None:
+        try:
+            results = self._solve(jobs)
+        except Exception as exc:
+            if len(jobs) > 1:
+                for job in jobs:  # isolate the failing request
+                    self._solve_group([job])
+                return
+            if not isinstance(exc, TesttimeError):  # a bug, not bad input: keep its traceback in the log
+                log.exception("strategy %s failed", jobs[0].strategy)
+            self._finish(jobs[0], error=exc)
+            return
+        for job, res in zip(jobs, results):
+            self._finish(job, result=res)
+
+    def _solve(self, jobs: list[Job]) -> list[SolveResult]:
+        first = jobs[0]
+        cls = get_strategy(first.strategy)
+        strategy = cls(self.engine, self.scorer if cls.needs_scorer else None, sampling=first.sampling, seed=0)
+        self.num_batches += 1
+        return strategy.solve([j.problem for j in jobs], first.budget)
+
+    def _finish(self, job: Job, result=None, error: BaseException | None = None) -> None:
+        self.num_jobs += 1
+        try:
+            job.loop.call_soon_threadsafe(_deliver, job.future, result, error)
+        except RuntimeError:  # the event loop is closed: the server is shutting down
+            pass

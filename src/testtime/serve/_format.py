@@ -1,0 +1,94 @@
+"""OpenAI's response shapes: a chat completion, its streamed chunks, and the error object.
+
+The official `openai` client parses these unchanged; what testtime adds lives under one extra key,
+`testtime` (strategy, budget, extracted answer, full usage and, on request, the candidates with their
+scores), which OpenAI's models keep as an extra field.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+from ..strategies import SolveResult
+from ._request import ChatRequest
+
+__all__ = ["completion_body", "stream_events", "error_body"]
+
+
+def _answer(result: SolveResult) -> tuple[str, str]:
+    """The reply text and its OpenAI finish_reason. When nothing could be selected (no candidate had an
+    extractable answer), the reply is candidate 0, what a single sample would have said."""
+    cands = result.candidates
+    chosen = cands[result.selected] if result.selected is not None else (cands[0] if cands else None)
+    if chosen is None:
+        return "", "stop"
+    return chosen.text, "length" if chosen.finish_reason == "length" else "stop"
+
+
+def _usage(result: SolveResult) -> dict:
+    u = result.usage
+    # prompt_tokens: prefill the request cost (its share of a batched prefill); completion_tokens: every
+    # token generated for it, over all candidates, not only the reply's.
+    return {"prompt_tokens": u.num_prefill_tokens, "completion_tokens": u.num_generated_tokens, "total_tokens": u.num_prefill_tokens + u.num_generated_tokens}
+
+
+def _extra(result: SolveResult, req: ChatRequest) -> dict:
+    extra = {
+        "strategy": req.strategy,
+        "budget": req.budget,
+        "answer": result.answer,
+        "selected": result.selected,
+        "num_candidates": len(result.candidates),
+        "usage": asdict(result.usage),
+    }
+    if req.return_candidates:
+        extra["candidates"] = [
+            {
+                "index": c.index,
+                "text": c.text,
+                "answer": c.answer,
+                "score": c.score,
+                "scores": c.scores,
+                "num_tokens": c.num_tokens,
+                "finish_reason": c.finish_reason,
+            }
+            for c in result.candidates
+        ]
+    return extra
+
+
+def completion_body(request_id: str, created: int, model: str, result: SolveResult, req: ChatRequest) -> dict:
+    text, finish = _answer(result)
+    return {
+        "id": request_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish, "logprobs": None}],
+        "usage": _usage(result),
+        "testtime": _extra(result, req),
+    }
+
+
+def stream_events(request_id: str, created: int, model: str, result: SolveResult, req: ChatRequest) -> list[bytes]:
+    """Server-sent events of the finished answer: role, content, finish reason, usage if asked, [DONE]."""
+    text, finish = _answer(result)
+    base = {"id": request_id, "object": "chat.completion.chunk", "created": created, "model": model}
+
+    def chunk(delta: dict, finish_reason, **more) -> dict:
+        return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}], **more}
+
+    events = [
+        chunk({"role": "assistant", "content": ""}, None),
+        chunk({"content": text}, None),
+        chunk({}, finish, testtime=_extra(result, req)),
+    ]
+    if req.include_usage:
+        events.append({**base, "choices": [], "usage": _usage(result)})
+    return [f"data: {json.dumps(e, ensure_ascii=False)}\n\n".encode() for e in events] + [b"data: [DONE]\n\n"]
+
+
+def error_body(message: str, *, type: str = "invalid_request_error", param: str | None = None, code: str | None = None) -> dict:
+    """OpenAI's error object: {"error": {"message", "type", "param", "code"}}."""
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}

@@ -1,0 +1,46 @@
+"""Test-time strategies, one file each, all with `solve(problems, budget=None) -> list[SolveResult]`."""
+
+from __future__ import annotations
+
+from .._errors import UnknownNameError
+from ._base import DEFAULT_SAMPLING, SamplingStrategy, SamplingStrategyParams, Strategy, problem_seed
+from ._select import best_of_n, majority_vote, weighted_vote
+from ._types import Candidate, SolveResult, Usage
+from .best_of_n import BestOfN
+from .greedy import Greedy
+from .majority import MajorityVote
+from .weighted import WeightedBestOfN
+
+__all__ = [
+    "DEFAULT_SAMPLING",
+    "STRATEGIES",
+    "BestOfN",
+    "Candidate",
+    "Greedy",
+    "MajorityVote",
+    "SamplingStrategy",
+    "SamplingStrategyParams",
+    "SolveResult",
+    "Strategy",
+    "Usage",
+    "WeightedBestOfN",
+    "best_of_n",
+    "get_strategy",
+    "majority_vote",
+    "problem_seed",
+    "weighted_vote",
+]
+
+STRATEGIES: dict[str, type[Strategy]] = {
+    "greedy": Greedy,
+    "majority": MajorityVote,
+    "bon": BestOfN,
+    "weighted": WeightedBestOfN,
+}
+"""Strategy name -> class."""
+
+
+def get_strategy(name: str) -> type[Strategy]:
+    if name not in STRATEGIES:
+        raise UnknownNameError("strategy", name, STRATEGIES)
+    return STRATEGIES[name]

@@ -1,0 +1,182 @@
+"""Machinery every strategy shares: per-problem seeds, candidate extraction, scoring, and compute accounting.
+
+Strategies see only the engine and scorer protocols, so every backend runs every strategy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import ClassVar
+
+from .._errors import ValidationError, check
+from ..engines import Completion, Engine, EngineUsage, Request, SamplingParams
+from ..grading import extract_answer
+from ..scorers import REDUCTIONS, Scorer, ScoreRequest, ScorerUsage, reduce_scores
+from ..tasks import Problem
+from ._types import Candidate, SolveResult, Usage
+
+__all__ = ["Strategy", "SamplingStrategy", "DEFAULT_SAMPLING", "problem_seed"]
+
+DEFAULT_SAMPLING = SamplingParams(temperature=0.8, top_p=1.0, max_tokens=512)
+"""Generation settings of the sampling strategies (temperature 0.8 as in search-and-learn's recipes)."""
+
+
+def problem_seed(seed: int, problem_id: str) -> int:
+    """A problem's own seed: its candidates do not depend on which other problems share the batch."""
+    digest = hashlib.blake2b(f"{seed}:{problem_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+def as_problem_list(problems: Problem | Sequence[Problem]) -> list[Problem]:
+    items = [problems] if isinstance(problems, Problem) else list(problems)
+    for i, p in enumerate(items):
+        if not isinstance(p, Problem):
+            raise ValidationError(f"problem {i} is a {type(p).__name__}, expected testtime.tasks.Problem.", parameter="problems")
+    return items
+
+
+def to_candidate(problem: Problem, c: Completion, index: int) -> Candidate:
+    return Candidate(
+        index=index,
+        text=c.text,
+        num_tokens=c.num_tokens,
+        finish_reason=c.finish_reason,
+        cumulative_logprob=c.cumulative_logprob,
+        answer=extract_answer(c.text, last_number=problem.last_number_fallback),
+    )
+
+
+def split_usage(
+    problems: Sequence[Problem],
+    engine_delta: EngineUsage,
+    scorer_delta: ScorerUsage | None,
+    wall_time: float,
+    prompt_tokens: Sequence[int],
+    scored_chars: Sequence[int],
+    generated: Sequence[int],
+) -> list[Usage]:
+    """Per-problem usage from one batched run: exact generated tokens; prefill split by prompt size, scoring by
+    candidate text size, wall time evenly; every call counts for every problem in the batch."""
+    n = len(problems)
+    total_prompt = sum(prompt_tokens) or 1
+    total_scored = sum(scored_chars) or 1
+    out = []
+    for i in range(n):
+        out.append(
+            Usage(
+                num_prefill_tokens=round(engine_delta.num_prefill_tokens * prompt_tokens[i] / total_prompt),
+                num_generated_tokens=generated[i],
+                num_scored_tokens=round(scorer_delta.num_tokens * scored_chars[i] / total_scored) if scorer_delta else 0,
+                num_engine_calls=engine_delta.num_calls,
+                num_scorer_calls=scorer_delta.num_calls if scorer_delta else 0,
+                wall_time=wall_time / max(n, 1),
+            )
+        )
+    return out
+
+
+class Strategy:
+    """Base of every strategy: `solve(problems, budget=None) -> list[SolveResult]`, in input order."""
+
+    name: ClassVar[str] = ""
+    needs_scorer: ClassVar[bool] = False
+
+    def __init__(self, engine: Engine, scorer: Scorer | None = None, *, sampling: SamplingParams = DEFAULT_SAMPLING, seed: int = 0) -> None:
+        if self.needs_scorer and scorer is None:
+            raise ValidationError(f"strategy {self.name!r} ranks candidates and needs a scorer (--scorer).", parameter="scorer")
+        self.engine = engine
+        self.scorer = scorer
+        self.sampling = sampling
+        self.seed = seed
+        self.use_tqdm = False
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(engine={self.engine!r}, scorer={type(self.scorer).__name__ if self.scorer else None})"
+
+    def solve(self, problems: Problem | Sequence[Problem], budget: int | None = None) -> list[SolveResult]:
+        raise NotImplementedError
+
+
+@dataclass
+class SamplingStrategyParams:
+    """Knobs of the independent-sampling strategies."""
+
+    n: int = 16
+    """Candidates sampled per problem (the budget), >= 1."""
+    reduction: str = "last"
+    """How per-step scores become one: "last", "min", "prod" or "mean"."""
+
+    def __post_init__(self) -> None:
+        check(isinstance(self.n, int) and self.n >= 1, f"`n` must be an integer >= 1, got {self.n!r}.", parameter="n", value=self.n)
+        check(self.reduction in REDUCTIONS, f"`reduction` must be one of {', '.join(REDUCTIONS)}, got {self.reduction!r}.", parameter="reduction", value=self.reduction)
+
+
+class SamplingStrategy(Strategy):
+    """Sample n independent candidates per problem, then `select` one. Because candidates are independent,
+    the result at budget m < n is `select` over the first m candidates (the eval uses this)."""
+
+    def __init__(self, engine: Engine, scorer: Scorer | None = None, *, params: SamplingStrategyParams | None = None, sampling: SamplingParams = DEFAULT_SAMPLING, seed: int = 0) -> None:
+        super().__init__(engine, scorer, sampling=sampling, seed=seed)
+        self.params = params or SamplingStrategyParams()
+
+    def select(self, candidates: Sequence[Candidate]) -> int | None:
+        raise NotImplementedError
+
+    def sample(self, problems: Sequence[Problem], n: int, *, scorer: Scorer | None = None) -> list[SolveResult]:
+        """n scored candidates per problem, nothing selected yet (shared by every sampling strategy)."""
+        check(isinstance(n, int) and n >= 1, f"the budget must be an integer >= 1, got {n!r}.", parameter="budget", value=n)
+        t0 = time.perf_counter()
+        e0 = self.engine.usage.copy()
+        requests = [Request(messages=p.chat()) for p in problems]
+        params = [replace(self.sampling, n=n, seed=problem_seed(self.seed, p.id)) for p in problems]
+        outputs = self.engine.generate(requests, params, use_tqdm=self.use_tqdm)
+        results = [
+            SolveResult(problem_id=p.id, strategy=self.name, candidates=[to_candidate(p, c, i) for i, c in enumerate(o.completions)])
+            for p, o in zip(problems, outputs)
+        ]
+        engine_delta = self.engine.usage - e0
+        scorer_delta = None
+        if scorer is not None:
+            s0 = scorer.usage.copy()
+            reqs = [
+                ScoreRequest(
+                    question=p.question,
+                    candidates=[c.text for c in r.candidates],
+                    answer=p.answer,
+                    last_number_fallback=p.last_number_fallback,
+                    messages=p.chat(),
+                )
+                for p, r in zip(problems, results)
+            ]
+            for r, scores in zip(results, scorer.score(reqs)):
+                for c, s in zip(r.candidates, scores):
+                    c.scores = list(s)
+                    c.score = reduce_scores(s, self.params.reduction)
+            scorer_delta = scorer.usage - s0
+        usages = split_usage(
+            problems,
+            engine_delta,
+            scorer_delta,
+            time.perf_counter() - t0,
+            prompt_tokens=[o.num_prompt_tokens for o in outputs],
+            scored_chars=[sum(len(c.text) for c in r.candidates) for r in results],
+            generated=[sum(c.num_tokens for c in r.candidates) for r in results],
+        )
+        for r, u in zip(results, usages):
+            r.usage = u
+        return results
+
+    def choose(self, result: SolveResult, n: int | None = None) -> SolveResult:
+        """`result` with the selection made over its first n candidates (all if None)."""
+        cands = result.candidates if n is None else result.candidates[:n]
+        sel = self.select(cands)
+        return replace(result, strategy=self.name, candidates=cands, selected=sel, answer=None if sel is None else cands[sel].answer)
+
+    def solve(self, problems: Problem | Sequence[Problem], budget: int | None = None) -> list[SolveResult]:
+        probs = as_problem_list(problems)
+        n = self.params.n if budget is None else budget
+        scorer = self.scorer if self.needs_scorer else None
+        return [self.choose(r) for r in self.sample(probs, n, scorer=scorer)]

@@ -1,0 +1,73 @@
+"""What every strategy returns: per problem, all candidates with scores and token counts, the chosen one, and
+what it cost. Mirrors vLLM's `RequestOutput` / `CompletionOutput`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+__all__ = ["Candidate", "Usage", "SolveResult"]
+
+
+@dataclass
+class Candidate:
+    """One solution a strategy produced."""
+
+    index: int = 0
+    """Position among the problem's candidates (generation order)."""
+    text: str = ""
+    """The solution text the generator wrote."""
+    num_tokens: int = 0
+    """Generated tokens in `text`."""
+    finish_reason: str | None = None
+    """"stop", "eos" or "length" (see `testtime.engines.FinishReason`); None if the search abandoned it."""
+    cumulative_logprob: float | None = None
+    """Sum of its tokens' log-probabilities under the generator, when the engine reports them."""
+    answer: str | None = None
+    """Final answer extracted from `text` (None if there is none)."""
+    scores: list[float] = field(default_factory=list)
+    """Per-step scores from the strategy's scorer (empty when it uses none)."""
+    score: float | None = None
+    """The reduced score the strategy ranked it by (None when it ranks by votes only)."""
+
+
+@dataclass
+class Usage:
+    """Compute one problem consumed. Engine/scorer calls shared by a batch count for every problem in it;
+    shared prefill, scoring and wall time are split across the batch's problems."""
+
+    num_prefill_tokens: int = 0
+    num_generated_tokens: int = 0
+    num_scored_tokens: int = 0
+    num_engine_calls: int = 0
+    num_scorer_calls: int = 0
+    wall_time: float = 0.0
+
+    @property
+    def num_compute_tokens(self) -> int:
+        """Generated plus scorer-processed tokens: the compute measure the eval reports."""
+        return self.num_generated_tokens + self.num_scored_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(**{k: getattr(self, k) + getattr(other, k) for k in vars(self)})
+
+
+@dataclass
+class SolveResult:
+    """A strategy's answer to one problem."""
+
+    problem_id: str = ""
+    strategy: str = ""
+    candidates: list[Candidate] = field(default_factory=list)
+    selected: int | None = None
+    """Index into `candidates` of the chosen solution; None if nothing could be chosen."""
+    answer: str | None = None
+    """The chosen answer (for votes: the winning class's answer)."""
+    usage: Usage = field(default_factory=Usage)
+
+    @property
+    def text(self) -> str | None:
+        """The chosen solution's text."""
+        return None if self.selected is None else self.candidates[self.selected].text
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,163 @@
+"""The eval harness on scripted engines: per-n results from one generation, crash-safe resume, metrics, CLI errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from testtime import DataError, ValidationError
+from testtime.cli import main
+from testtime.engines import ScriptedEngine
+from testtime.eval import EvalConfig, ResultsFile, run_eval, wilson_interval
+from testtime.scorers import ScriptedScorer
+from testtime.tasks import Problem
+
+# Problem k's candidate i answers ANSWERS[k][i]; gold is "5" everywhere.
+ANSWERS = [
+    ["5", "3", "5", "5"],  # majority right at every n; greedy-like first sample right
+    ["3", "5", "3", "5"],  # n=2 tie -> "3" (first class) wrong; n=4 tie -> "3" wrong
+    ["3", "3", "5", "5"],
+    ["7", "5", "5", "9"],  # majority right from n=4... n=2: tie 7 vs 5 -> 7 wrong
+    ["5", "5", "5", "5"],
+]
+PROBLEMS = [Problem(id=f"p{k}", question=f"q{k}", answer="5") for k in range(len(ANSWERS))]
+
+
+def handler(request, params, index):
+    k = int(request.messages[-1]["content"][1:])
+    return f"Step 1: think.\n\nTherefore, the final answer is: $\\boxed{{{ANSWERS[k][index]}}}$."
+
+
+def scorer():
+    # Scores favour the right answer only weakly, and "9" strongly.
+    return ScriptedScorer(lambda q, steps: [0.9 if "{9}" in steps[-1] else 0.6 if "{5}" in steps[-1] else 0.4])
+
+
+def config(tmp_path, **kw):
+    base = dict(task="scripted", strategies=["majority", "bon", "weighted"], n=[1, 2, 4], out=str(tmp_path / "run"), batch_problems=2)
+    base.update(kw)
+    return EvalConfig(**base)
+
+
+def test_per_n_results_come_from_the_first_n_candidates(tmp_path):
+    report = run_eval(config(tmp_path), engine=ScriptedEngine(handler), scorer=scorer(), problems=PROBLEMS, progress=False, log=lambda *_: None)
+    acc = {(r.strategy, r.n): r.accuracy for r in report.summary}
+    # majority@1 = first candidate: right for p0, p4 -> 2/5
+    assert acc[("majority", 1)] == pytest.approx(2 / 5)
+    # majority@2: p0 tie(5,3)->5 ok; p1 tie->3 no; p2 3 no; p3 tie(7,5)->7 no; p4 ok -> 2/5
+    assert acc[("majority", 2)] == pytest.approx(2 / 5)
+    # majority@4: p0 5; p1 tie 3/5 -> 3 no; p2 tie 3/5 -> 3 no; p3 5 (2 votes) ok; p4 ok -> 3/5
+    assert acc[("majority", 4)] == pytest.approx(3 / 5)
+    # bon@4 prefers "9" (0.9) in p3, else any "5" (0.6): p0,p1,p2,p4 right, p3 wrong -> 4/5
+    assert acc[("bon", 4)] == pytest.approx(4 / 5)
+    # weighted@4 on p3: 5 -> 1.2 vs 9 -> 0.9 vs 7 -> 0.4: right; p1: 3 -> 0.8, 5 -> 1.2: right -> 5/5
+    assert acc[("weighted", 4)] == pytest.approx(1.0)
+    passes = {r.n: r.pass_at_n for r in report.summary if r.strategy == "majority"}
+    assert passes == {1: pytest.approx(2 / 5), 2: pytest.approx(4 / 5), 4: pytest.approx(1.0)}
+    assert len(report.rows) == 15  # 5 problems x 3 strategies x 1 seed
+    row = next(r for r in report.rows if r["problem_id"] == "p3" and r["strategy"] == "weighted")
+    assert [c["answer"] for c in row["candidates"]] == ANSWERS[3]
+    assert row["by_n"]["2"]["num_generated_tokens"] == sum(c["num_tokens"] for c in row["candidates"][:2])
+    assert row["by_n"]["4"]["num_compute_tokens"] > row["by_n"]["4"]["num_generated_tokens"]  # scored tokens count
+    assert all(p.exists() and p.stat().st_size > 10_000 for p in report.paths)
+    assert (tmp_path / "run" / "summary.md").read_text().count("\n") > 10
+
+
+class Crash(Exception):
+    pass
+
+
+def test_resume_after_crash_gives_the_same_summary(tmp_path):
+    calls = {"n": 0}
+
+    def crashing(request, params, index):
+        calls["n"] += 1
+        if calls["n"] > 8:  # dies in the second chunk (chunks of 2 problems x 4 candidates)
+            raise Crash
+        return handler(request, params, index)
+
+    cfg = config(tmp_path)
+    with pytest.raises(Crash):
+        run_eval(cfg, engine=ScriptedEngine(crashing), scorer=scorer(), problems=PROBLEMS, progress=False, log=lambda *_: None)
+    partial = ResultsFile(tmp_path / "run" / "results.jsonl").load()
+    assert {r["problem_id"] for r in partial} == {"p0", "p1"} and len(partial) == 6
+    resumed = run_eval(cfg, engine=ScriptedEngine(handler), scorer=scorer(), problems=PROBLEMS, progress=False, log=lambda *_: None)
+    fresh = run_eval(config(tmp_path, out=str(tmp_path / "fresh")), engine=ScriptedEngine(handler), scorer=scorer(), problems=PROBLEMS, progress=False, log=lambda *_: None)
+    assert resumed.table == fresh.table
+    keys = [(r["problem_id"], r["strategy"], r["seed"]) for r in ResultsFile(tmp_path / "run" / "results.jsonl").load()]
+    assert len(keys) == len(set(keys)) == 15
+    # A finished run resumes to the same summary without generating anything.
+    idle = ScriptedEngine(crashing)
+    again = run_eval(cfg, engine=idle, scorer=scorer(), problems=PROBLEMS, progress=False, log=lambda *_: None)
+    assert again.table == fresh.table and idle.usage.num_calls == 0
+
+
+def test_rerun_of_a_partly_written_chunk_writes_only_missing_rows(tmp_path):
+    cfg = config(tmp_path)
+    run_eval(cfg, engine=ScriptedEngine(handler), scorer=scorer(), problems=PROBLEMS, progress=False, log=lambda *_: None)
+    path = tmp_path / "run" / "results.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:7]) + lines[7][:25])  # a torn write in the middle of row 8 (chunk 2)
+    again = run_eval(cfg, engine=ScriptedEngine(handler), scorer=scorer(), problems=PROBLEMS, progress=False, log=lambda *_: None)
+    rows = ResultsFile(path).load()
+    assert len(rows) == 15 and len({(r["problem_id"], r["strategy"]) for r in rows}) == 15
+    assert [json.loads(x) for x in lines[:7]] == rows[:7]  # nothing already written was changed
+    assert len(again.rows) == 15
+
+
+def test_results_file_torn_last_line_is_dropped_and_middle_corruption_is_an_error(tmp_path):
+    path = tmp_path / "r.jsonl"
+    f = ResultsFile(path)
+    f.append([{"a": 1}, {"a": 2}])
+    with open(path, "ab") as fh:
+        fh.write(b'{"a": 3, "b"')
+    assert f.load() == [{"a": 1}, {"a": 2}]
+    f.append([{"a": 4}])
+    assert f.load() == [{"a": 1}, {"a": 2}, {"a": 4}]
+    path.write_text('{"a": 1}\nnot json\n{"a": 2}\n')
+    with pytest.raises(DataError, match=r"line 2 is not a JSON object"):
+        f.load()
+    assert path.read_text() == '{"a": 1}\nnot json\n{"a": 2}\n'  # left untouched
+
+
+def test_resume_with_different_settings_is_refused(tmp_path):
+    run_eval(config(tmp_path), engine=ScriptedEngine(handler), scorer=scorer(), problems=PROBLEMS, progress=False, log=lambda *_: None)
+    with pytest.raises(ValidationError, match=r"holds a run with different settings \(n: \[1, 2, 4\] there, \[1, 2, 8\] now\)"):
+        run_eval(config(tmp_path, n=[1, 2, 8]), engine=ScriptedEngine(handler), scorer=scorer(), problems=PROBLEMS, progress=False, log=lambda *_: None)
+
+
+def test_wilson_interval():
+    lo, hi = wilson_interval(8, 10)
+    assert (round(lo, 3), round(hi, 3)) == (0.490, 0.943)
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
+
+
+@pytest.mark.parametrize(
+    "argv, code, message",
+    [
+        pytest.param(["eval", "--task", "nope"], 2, "error: unknown task 'nope'; choose one of: arith, gsm8k, jsonl, math500", id="task"),
+        pytest.param(["eval", "--strategy", "majority,magic"], 2, "error: unknown strategy 'magic'; choose one of: bon, greedy, majority, weighted", id="strategy"),
+        pytest.param(["eval", "--n", "1,0"], 2, "error: budgets --n must be integers >= 1, got 0.", id="n-zero"),
+        pytest.param(["eval", "--temperature", "-1"], 2, "error: `temperature` must be >= 0, got -1.0.", id="temperature"),
+        pytest.param(["eval", "--task", "jsonl"], 2, "error: task 'jsonl' needs `data`, the path of a JSONL file (`--data PATH`).", id="jsonl-no-data"),
+    ],
+)
+def test_cli_bad_input_is_one_line(argv, code, message, capsys, tmp_path):
+    assert main([*argv, "--out", str(tmp_path / "x")]) == code
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1
+
+
+def test_cli_malformed_jsonl_names_the_line(capsys, tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"problem": "1+1", "answer": "2"}\n{"problem": oops}\n')
+    assert main(["eval", "--task", "jsonl", "--data", str(data), "--out", str(tmp_path / "x")]) == 1
+    err = capsys.readouterr().err
+    assert "line 2" in err and err.count("\n") == 1
+
+
+def test_cli_unknown_model_is_one_line(capsys, tmp_path):
+    assert main(["solve", "1+1", "--model", str(tmp_path / "no-such-model"), "--strategy", "majority"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: could not load model") and err.count("\n") == 1

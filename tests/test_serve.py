@@ -1,0 +1,307 @@
+"""`testtime serve` on loopback with the official `openai` client: answers, usage, strategy and budget per
+request, streaming, auth, limits, malformed requests, batching, isolation, and a never-blocked event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+
+import httpx
+import openai
+import pytest
+
+from testtime import EngineError, ValidationError
+from testtime.engines import SamplingParams, ScriptedEngine
+from testtime.scorers import ScriptedScorer
+from testtime.serve import ServeConfig, ServerThread, create_app
+from testtime.serve._batcher import Batcher, Job, ShuttingDown
+from testtime.tasks import Problem
+
+KEY = "sk-test-key"
+ANSWERS = ["5", "3", "5", "7"]  # candidate i answers ANSWERS[i % 4]: majority "5" (index 0), bon "7" (index 3)
+
+
+def solution(answer: str) -> str:
+    return f"Step 1: think.\n\nThe final answer is $\\boxed{{{answer}}}$."
+
+
+SOL = {a: solution(a) for a in "0123456789"}
+
+
+class Backend:
+    """A scripted engine whose behaviour the question picks: "wait" blocks until `gate` is set, "boom" is a
+    bad request, "explode" an engine failure, "bug" an unexpected exception, "seeded" answers by seed."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.engine = ScriptedEngine(self.handler)
+
+    def handler(self, request, params, index):
+        q = request.messages[-1]["content"]
+        if q == "wait":
+            self.gate.wait(10)
+        if q == "boom":
+            raise ValidationError("prompt (9000 tokens) exceeds the model's context.", parameter="messages")
+        if q == "explode":
+            raise EngineError("the GPU fell over")
+        if q == "bug":
+            raise RuntimeError("a bug")
+        if q.startswith("seeded"):
+            return SOL[str(params.seed % 10)]
+        return SOL[ANSWERS[index % 4]]
+
+
+def scorer():
+    return ScriptedScorer(lambda q, steps: [0.9 if "{7}" in steps[-1] else 0.5])
+
+
+def start(backend: Backend, scorer_=None, **config) -> ServerThread:
+    base = dict(model_name="tt", api_key=KEY, max_budget=8, default_max_tokens=128, max_tokens_limit=256, max_message_chars=200, max_body_bytes=4000)
+    return ServerThread(create_app(backend.engine, scorer_, ServeConfig(**{**base, **config}))).start()
+
+
+@pytest.fixture(scope="module")
+def server():
+    backend = Backend()
+    srv = start(backend, scorer())
+    srv.backend = backend
+    yield srv
+    srv.stop()
+
+
+def client(srv, key: str = KEY) -> openai.OpenAI:
+    return openai.OpenAI(base_url=srv.url + "/v1", api_key=key, max_retries=0, timeout=20)
+
+
+def ask(text: str = "What is 2+3?"):
+    return [{"role": "user", "content": text}]
+
+
+def post(srv, body, headers=None, raw: bytes | None = None):
+    headers = {"Authorization": f"Bearer {KEY}", **(headers or {})}
+    if raw is not None:
+        return httpx.post(srv.url + "/v1/chat/completions", content=raw, headers={**headers, "Content-Type": "application/json"}, timeout=20)
+    return httpx.post(srv.url + "/v1/chat/completions", json=body, headers=headers, timeout=20)
+
+
+def test_openai_client_gets_a_standard_completion_with_real_usage(server):
+    r = client(server).chat.completions.create(model="tt", messages=ask("hello"))
+    assert r.object == "chat.completion" and r.model == "tt" and r.id.startswith("chatcmpl-")
+    assert len(r.choices) == 1 and r.choices[0].message.role == "assistant" and r.choices[0].finish_reason == "stop"
+    assert r.choices[0].message.content == SOL["5"]  # majority of 5, 3, 5, 7: the first "5"
+    # usage counts every generated token (4 candidates, one token per character here), not only the reply's.
+    assert r.usage.completion_tokens == 2 * len(SOL["5"]) + len(SOL["3"]) + len(SOL["7"])
+    assert r.usage.prompt_tokens == len("hello") and r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
+    extra = r.model_extra["testtime"]
+    assert (extra["strategy"], extra["budget"], extra["answer"], extra["selected"], extra["num_candidates"]) == ("majority", 4, "5", 0, 4)
+    assert "candidates" not in extra
+
+
+@pytest.mark.parametrize(
+    "extra_body, headers, want",
+    [
+        pytest.param({"strategy": "bon", "return_candidates": True}, {}, ("bon", 4, "7"), id="body-strategy"),
+        pytest.param({}, {"X-Testtime-Strategy": "bon", "X-Testtime-Budget": "3"}, ("bon", 3, "5"), id="headers"),
+        pytest.param({"n": 2}, {}, ("majority", 2, "5"), id="n-is-the-budget"),
+        pytest.param({"budget": 2}, {"X-Testtime-Budget": "3"}, ("majority", 2, "5"), id="body-beats-header"),
+        pytest.param({"n": 1}, {"X-Testtime-Budget": "3"}, ("majority", 3, "5"), id="header-beats-n"),
+        pytest.param({"strategy": "greedy", "budget": 8}, {}, ("greedy", 8, "5"), id="greedy"),
+    ],
+)
+def test_strategy_and_budget_per_request(server, extra_body, headers, want):
+    r = client(server).chat.completions.create(model="tt", messages=ask(), extra_body=extra_body, extra_headers=headers)
+    extra = r.model_extra["testtime"]
+    strategy, budget, answer = want
+    assert (extra["strategy"], extra["budget"], extra["answer"]) == want
+    assert extra["num_candidates"] == (1 if strategy == "greedy" else budget)
+    assert r.choices[0].message.content == SOL[answer]
+    assert r.usage.completion_tokens == sum(len(SOL[ANSWERS[i % 4]]) for i in range(extra["num_candidates"]))
+    if extra_body.get("return_candidates"):
+        assert [c["answer"] for c in extra["candidates"]] == ANSWERS
+        assert [c["score"] for c in extra["candidates"]] == [0.5, 0.5, 0.5, 0.9] and extra["selected"] == 3
+
+
+def test_streaming_returns_the_answer_as_openai_chunks(server):
+    chunks = list(client(server).chat.completions.create(model="tt", messages=ask(), stream=True, stream_options={"include_usage": True}))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == SOL["5"]
+    assert chunks[0].choices[0].delta.role == "assistant" and chunks[-2].choices[0].finish_reason == "stop"
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 2 * len(SOL["5"]) + len(SOL["3"]) + len(SOL["7"])
+    raw = post(server, {"model": "tt", "messages": ask(), "stream": True})
+    assert raw.headers["content-type"].startswith("text/event-stream")
+    events = [line for line in raw.text.split("\n") if line]
+    assert events[-1] == "data: [DONE]" and len(events) == 4
+    assert json.loads(events[1][len("data: ") :])["choices"][0]["delta"]["content"] == SOL["5"]
+
+
+def test_models_health_and_auth(server):
+    assert [m.id for m in client(server).models.list()] == ["tt"]
+    health = httpx.get(server.url + "/health").json()  # no key needed: load balancers probe it
+    assert health["status"] == "ok" and health["model"] == "tt"
+    for key in ["wrong-key", KEY + "x"]:
+        with pytest.raises(openai.AuthenticationError) as info:
+            client(server, key).chat.completions.create(model="tt", messages=ask())
+        assert info.value.status_code == 401 and info.value.body["code"] == "invalid_api_key"
+    with pytest.raises(openai.AuthenticationError):
+        client(server, "nope").models.list()
+    r = httpx.post(server.url + "/v1/chat/completions", json={"model": "tt", "messages": ask()})
+    assert r.status_code == 401 and r.json()["error"]["message"] == "missing or wrong API key; send `Authorization: Bearer <key>`."
+
+
+@pytest.mark.parametrize(
+    "body, headers, status, param, message",
+    [
+        pytest.param({"model": "tt", "messages": ask(), "budget": 9}, {}, 400, "budget", "`budget` must be <= 8 on this server (--max-budget 8), got 9.", id="budget-limit"),
+        pytest.param({"model": "tt", "messages": ask(), "n": 0}, {}, 400, "n", "`n` must be >= 1, got 0.", id="n-zero"),
+        pytest.param({"model": "tt", "messages": ask(), "max_tokens": 257}, {}, 400, "max_tokens", "`max_tokens` must be <= 256 on this server (--max-tokens-limit 256), got 257.", id="max-tokens-limit"),
+        pytest.param({"model": "tt", "messages": ask("x" * 201)}, {}, 400, "messages", "`messages` hold 201 characters; this server accepts at most 200 (--max-message-chars).", id="message-size"),
+        pytest.param({"model": "tt", "messages": ask(), "strategy": "magic"}, {}, 400, "strategy", "unknown strategy 'magic'; choose one of: bon, greedy, majority, weighted", id="strategy"),
+        pytest.param({"model": "tt", "messages": ask()}, {"X-Testtime-Budget": "lots"}, 400, "X-Testtime-Budget", "header `X-Testtime-Budget` must be an integer, got 'lots'.", id="header-budget"),
+        pytest.param({"model": "gpt-4o", "messages": ask()}, {}, 404, "model", "model 'gpt-4o' is not served here; use 'tt' (see GET /v1/models).", id="model"),
+        pytest.param({"messages": ask()}, {}, 400, "model", "`model` is required; this server serves 'tt'.", id="no-model"),
+        pytest.param({"model": "tt"}, {}, 400, "messages", "`messages` is required: a list of {role, content} objects.", id="no-messages"),
+        pytest.param({"model": "tt", "messages": [{"role": "user"}]}, {}, 400, "messages[0].content", "`messages[0].content` must be a string or a list of text parts, got NoneType.", id="no-content"),
+        pytest.param({"model": "tt", "messages": [{"role": "tool", "content": "x"}]}, {}, 400, "messages[0].role", "`messages[0].role` must be one of system, developer, user, assistant, got 'tool'.", id="role"),
+        pytest.param({"model": "tt", "messages": [*ask(), {"role": "assistant", "content": "So"}]}, {}, 400, "messages", "the last message must be from the user, got 'assistant' (continuing an assistant message is not supported).", id="last-assistant"),
+        pytest.param({"model": "tt", "messages": ask(), "tools": [{"type": "function"}]}, {}, 400, "tools", "`tools` is not supported by testtime serve (got [{'type': 'function'}]); leave it unset.", id="tools"),
+        pytest.param({"model": "tt", "messages": ask(), "temperature": -1}, {}, 400, "temperature", "`temperature` must be >= 0, got -1.0.", id="temperature"),
+        pytest.param({"model": "tt", "messages": ask(), "max_tokens": "64"}, {}, 400, "max_tokens", "`max_tokens` must be an integer, got '64'.", id="max-tokens-type"),
+        pytest.param({"model": "tt", "messages": ask(), "stream": "yes"}, {}, 400, "stream", "`stream` must be true or false, got 'yes'.", id="stream-type"),
+        pytest.param({"model": "tt", "messages": ask(), "strategy": "bon", "budget": 2}, {}, 200, None, None, id="ok-control"),
+        pytest.param([1, 2], {}, 400, "body", "the request body must be a JSON object, got list.", id="not-an-object"),
+        pytest.param({"model": "tt", "messages": ask("boom")}, {}, 400, "messages", "prompt (9000 tokens) exceeds the model's context.", id="engine-validation"),
+        pytest.param({"model": "tt", "messages": ask("explode")}, {}, 500, None, "the GPU fell over", id="engine-error"),
+        pytest.param({"model": "tt", "messages": ask("bug")}, {}, 500, None, "internal error; the server log has the traceback", id="bug"),
+    ],
+)
+def test_bad_requests_get_a_clear_openai_error(server, body, headers, status, param, message):
+    r = post(server, body, headers)
+    assert r.status_code == status
+    if status != 200:
+        err = r.json()["error"]
+        assert (err["param"], err["message"]) == (param, message)
+        assert err["type"] == ("server_error" if status == 500 else "invalid_request_error")
+    assert post(server, {"model": "tt", "messages": ask()}).status_code == 200  # the server lives on
+
+
+@pytest.mark.parametrize(
+    "raw, status, message",
+    [
+        pytest.param(b'{"model": "tt", "messages": [', 400, "the request body is not valid JSON.", id="json"),
+        pytest.param(b'{"model": "tt", "pad": "' + b"x" * 5000 + b'"}', 413, "request body over 4000 bytes (--max-body-bytes).", id="body-size"),
+    ],
+)
+def test_malformed_bodies(server, raw, status, message):
+    r = post(server, None, raw=raw)
+    assert r.status_code == status and r.json()["error"]["message"] == message
+    r = httpx.get(server.url + "/v1/nothing-here")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+
+
+def wait_for(srv, predicate, timeout: float = 10.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        health = httpx.get(srv.url + "/health").json()
+        if predicate(health):
+            return health
+        time.sleep(0.01)
+    raise AssertionError(f"server never reached the state; last /health: {health}")
+
+
+def test_the_event_loop_answers_while_a_strategy_runs_and_overflow_gets_429():
+    backend = Backend()
+    srv = start(backend, max_concurrent_requests=1)
+    try:
+        result = {}
+        t = threading.Thread(target=lambda: result.setdefault("r", post(srv, {"model": "tt", "messages": ask("wait")})))
+        t.start()
+        health = wait_for(srv, lambda h: h["in_flight"] == 1)  # /health answers while the worker is blocked
+        assert health["num_requests"] == 0
+        with pytest.raises(openai.RateLimitError) as info:
+            client(srv).chat.completions.create(model="tt", messages=ask())
+        assert info.value.status_code == 429 and info.value.response.headers["retry-after"] == "1"
+        assert info.value.body["message"] == "1 requests are in progress, the most this server admits (--max-concurrent-requests); retry shortly."
+        backend.gate.set()
+        t.join()
+        assert result["r"].status_code == 200 and result["r"].json()["choices"][0]["message"]["content"] == SOL["5"]
+        assert wait_for(srv, lambda h: h["in_flight"] == 0)["num_requests"] == 1
+    finally:
+        backend.gate.set()
+        srv.stop()
+
+
+def concurrently(srv, bodies: list[dict]) -> list[httpx.Response]:
+    out: list = [None] * len(bodies)
+    threads = [threading.Thread(target=lambda i=i, b=b: out.__setitem__(i, post(srv, b))) for i, b in enumerate(bodies)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
+def test_concurrent_requests_share_one_batch_and_a_bad_one_is_isolated():
+    backend = Backend()
+    srv = start(backend, batch_window_ms=400)  # wide window: both requests land in it even on a busy machine
+    try:
+        a, b = concurrently(srv, [{"model": "tt", "messages": ask("one")}, {"model": "tt", "messages": ask("two")}])
+        assert [r.json()["choices"][0]["message"]["content"] for r in (a, b)] == [SOL["5"], SOL["5"]]
+        assert backend.engine.usage.num_calls == 1  # one engine.generate for both requests
+        assert srv.server.config.app.state.batcher.num_batches == 1
+        ok, bad = concurrently(srv, [{"model": "tt", "messages": ask("fine")}, {"model": "tt", "messages": ask("boom")}])
+        assert ok.status_code == 200 and ok.json()["testtime"]["answer"] == "5"
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "messages"
+    finally:
+        srv.stop()
+
+
+def test_a_seeded_request_gives_the_same_answer_alone_or_batched():
+    backend = Backend()
+    srv = start(backend, batch_window_ms=200)
+    body = {"model": "tt", "messages": ask("seeded"), "seed": 42, "budget": 5, "return_candidates": True}
+    try:
+        alone = post(srv, body).json()["testtime"]["candidates"]
+        batched = concurrently(srv, [{**body, "messages": ask("seeded other"), "seed": 7}, body, {"model": "tt", "messages": ask()}])
+        assert batched[1].json()["testtime"]["candidates"] == alone
+        other = batched[0].json()["testtime"]["candidates"]
+        assert [c["answer"] for c in other] != [c["answer"] for c in alone]  # another seed, other samples
+    finally:
+        srv.stop()
+
+
+def test_close_fails_queued_requests_and_lets_the_running_batch_finish():
+    backend = Backend()
+    batcher = Batcher(backend.engine, window_s=0.0)
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+
+        def job(q: str) -> Job:
+            problem = Problem(id=q, question=q, messages=ask(q))
+            return Job(problem=problem, strategy="majority", budget=2, sampling=SamplingParams(max_tokens=100), future=loop.create_future(), loop=loop)
+
+        running = batcher.submit(job("wait"))
+        while backend.engine.usage.num_calls == 0:  # the worker is inside the first batch
+            await asyncio.sleep(0.005)
+        queued = batcher.submit(job("later"))
+        closing = asyncio.ensure_future(asyncio.to_thread(batcher.close))
+        with pytest.raises(ShuttingDown, match="the server is shutting down; send the request to another server"):
+            await queued
+        backend.gate.set()
+        result = await running
+        await closing
+        with pytest.raises(ShuttingDown):
+            await batcher.submit(job("after"))
+        return result
+
+    result = asyncio.run(scenario())
+    assert result.answer == "5" and len(result.candidates) == 2 and backend.engine.usage.num_calls == 1
+
+
+def test_sampling_fields_reach_the_engine(server):
+    body = {"model": "tt", "messages": ask("fields"), "temperature": 0.3, "top_p": 0.9, "max_tokens": 77, "stop": "\n\nEnd", "ignore_eos": True, "budget": 3}
+    assert post(server, body).status_code == 200
+    request, params = server.backend.engine.calls[-1]
+    assert request.messages == ask("fields") and params.n == 3
+    assert (params.temperature, params.top_p, params.max_tokens, params.stop, params.ignore_eos) == (0.3, 0.9, 77, ["\n\nEnd"], True)
