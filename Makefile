@@ -24,9 +24,11 @@ $(STAMP): pyproject.toml
 
 # The main job: sampling strategies on the built-in offline task with the embedded model.
 demo: setup
-	$(VENV)/bin/testtime eval --task arith --limit 60 --strategy greedy,majority,bon,weighted --n 1,2,4,8,16 --out runs/demo
+	$(VENV)/bin/testtime eval --task arith --levels 1,2,3 --limit 24 --temperature 0.5 --strategy greedy,majority,bon,weighted --n 1,2,4,8,16 --out runs/demo
 
 test: setup
+	# Chromium (Debian) + Playwright for the report's browser test; never fails, the test skips if they are missing.
+	bash scripts/install_chromium.sh $(PY)
 	$(PY) -m pytest -q
 
 bench: setup

@@ -9,10 +9,10 @@ Three phases, after one warm-up request (excluded):
 1. one request alone, for P request pairs (each request of a pair alone, one after the other);
 2. the same two requests of each pair sent at once: their wall time against one alone (batching should keep
    it well under 2x) and against the two run back to back;
-3. load: N clients in a closed loop, R requests each: throughput (requests/s, generated tokens/s), latency
+3. load, for each N in --clients: N clients in a closed loop, R requests each: throughput (requests/s, generated tokens/s), latency
    p50/p99, errors (any non-200), and the server's mean batch size (requests per `solve` call).
 
-    python bench/serve_load.py [--clients 8] [--requests 3] [--pairs 3] [--budget 4] [--max-tokens 64] [--allow-eos]
+    python bench/serve_load.py [--clients 1,4,8] [--requests 3] [--pairs 3] [--budget 4] [--max-tokens 64] [--allow-eos]
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ def start_server(args, port: int) -> subprocess.Popen:
         "--strategy", "majority", "--budget", str(args.budget), "--max-tokens", str(args.max_tokens),
         "--temperature", str(args.temperature), "--batch-window-ms", str(args.batch_window_ms), "--log-level", "warning",
     ]  # fmt: skip
+    if args.device:
+        cmd += ["--device", args.device]
     proc = subprocess.Popen(cmd)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -100,6 +102,18 @@ async def run(args, url: str, problems) -> None:
     print(f"2 concurrent requests: mean {statistics.mean(together):.2f} s = {statistics.mean(together) / one:.2f}x one request "
           f"({statistics.mean(together) / statistics.mean(back_to_back):.2f}x the two back to back)")
 
+    rows = []
+    for clients in args.clients:
+        rows.append(await load(c, args, url, clients, one))
+    print("\n| clients | requests | wall s | req/s | gen tok/s | p50 s | p99 s | errors | req per solve |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print("| {clients} | {total} | {wall:.1f} | {rps:.3f} | {tps:.0f} | {p50:.2f} | {p99:.2f} | {errors} | {per_batch:.1f} |".format(**r))
+    await c.http.aclose()
+
+
+async def load(c: Client, args, url: str, clients: int, one: float) -> dict:
+    """N clients in a closed loop, R requests each; returns the row of the results table."""
     health0 = httpx.get(url + "/health").json()
     lat: list[float] = []
     statuses: list[int] = []
@@ -108,28 +122,28 @@ async def run(args, url: str, problems) -> None:
     async def worker(w: int) -> None:
         nonlocal tokens
         for r in range(args.requests):
-            dt, status, n = await c.ask(1000 + w * args.requests + r)
+            dt, status, n = await c.ask(1000 * clients + w * args.requests + r)
             lat.append(dt)
             statuses.append(status)
             tokens += n
 
     t0 = time.perf_counter()
-    await asyncio.gather(*(worker(w) for w in range(args.clients)))
+    await asyncio.gather(*(worker(w) for w in range(clients)))
     wall = time.perf_counter() - t0
     health1 = httpx.get(url + "/health").json()
-    total = args.clients * args.requests
+    total = clients * args.requests
     batches = health1["num_batches"] - health0["num_batches"]
     errors = sum(s != 200 for s in statuses)
-    print(f"\nload: {args.clients} clients x {args.requests} requests = {total} requests in {wall:.1f} s")
-    print(f"throughput: {total / wall:.2f} requests/s ({(total / wall) * one:.2f}x one request at a time), {tokens / wall:.0f} generated tokens/s")
+    print(f"\nload: {clients} clients x {args.requests} requests = {total} requests in {wall:.1f} s")
+    print(f"throughput: {total / wall:.3f} requests/s ({(total / wall) * one:.2f}x one request at a time), {tokens / wall:.0f} generated tokens/s")
     print(f"latency: p50 {percentile(lat, 50):.2f} s, p99 {percentile(lat, 99):.2f} s, max {max(lat):.2f} s")
-    print(f"errors: {errors} of {total}; server batches: {batches} (mean {total / max(batches, 1):.1f} requests per solve call)")
-    await c.http.aclose()
+    print(f"errors: {errors} of {total}; server batches: {batches} (mean {total / max(batches, 1):.1f} requests per solve call)", flush=True)
+    return dict(clients=clients, total=total, wall=wall, rps=total / wall, tps=tokens / wall, p50=percentile(lat, 50), p99=percentile(lat, 99), errors=errors, per_batch=total / max(batches, 1))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--clients", type=lambda v: [int(x) for x in v.split(",")], default=[1, 4, 8], help="concurrent clients of each load phase, comma-separated (default: 1,4,8)")
     ap.add_argument("--requests", type=int, default=3, help="requests per client in the load phase")
     ap.add_argument("--pairs", type=int, default=3, help="request pairs for the 1-vs-2 comparison")
     ap.add_argument("--budget", type=int, default=4)
@@ -138,6 +152,7 @@ def main() -> None:
     ap.add_argument("--allow-eos", action="store_true", help="let candidates end at EOS (default: exactly max_tokens each, so runs compare like for like)")
     ap.add_argument("--batch-window-ms", type=float, default=5.0)
     ap.add_argument("--model", default="default")
+    ap.add_argument("--device", default=None, help="server device, cpu or cuda (default: the server's, cuda when available)")
     args = ap.parse_args()
 
     from testtime.tasks import load_task
@@ -145,7 +160,11 @@ def main() -> None:
     problems = load_task("arith", split="test", limit=64)
     port = free_port()
     print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, python {platform.python_version()}")
-    print(f"server: testtime serve --model {args.model} (fp32, CPU) on 127.0.0.1:{port}, batch window {args.batch_window_ms} ms")
+    import torch
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    where = f"{torch.cuda.get_device_name()}, bf16" if device == "cuda" else f"fp32, CPU, {torch.get_num_threads()} torch threads"
+    print(f"server: testtime serve --model {args.model} ({where}) on 127.0.0.1:{port}, batch window {args.batch_window_ms} ms")
     length = "ending at EOS or max_tokens" if args.allow_eos else "exactly max_tokens each (ignore_eos)"
     print(f"requests: majority, budget {args.budget}, max_tokens {args.max_tokens} ({length}), temperature {args.temperature}, arith test prompts, seed per request\n")
     proc = start_server(args, port)

@@ -31,7 +31,7 @@ CORPUS = [
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<s>"]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _tokenizer_object(vocab_size: int):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 

@@ -1,13 +1,24 @@
 """TransformersEngine on tiny random-weight models: parity with transformers, exact continuation, live-batch
-surgery, stops, seeds and accounting."""
+surgery, stops, seeds and accounting.
+
+`TESTTIME_TEST_DEVICE=cuda pytest tests/test_engine.py` runs the same checks on a GPU (TF32 off, so greedy parity
+stays exact).
+"""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
-from _tiny import CHATML, TRIMMING_BOS, make_gpt2, make_llama, make_tokenizer
+from _tiny import TRIMMING_BOS, make_gpt2, make_llama, make_tokenizer
 
 from testtime import Request, SamplingParams, TransformersEngine, ValidationError
+
+DEVICE = os.environ.get("TESTTIME_TEST_DEVICE", "cpu")
+if DEVICE == "cuda":
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
 
 GREEDY = SamplingParams(temperature=0, max_tokens=24)
 MSGS = [
@@ -24,11 +35,11 @@ def tok():
 
 @pytest.fixture(scope="module")
 def engine(tok):
-    return TransformersEngine(make_llama(tok), tokenizer=tok, seed=0)
+    return TransformersEngine(make_llama(tok), tokenizer=tok, seed=0, device=DEVICE)
 
 
 def hf_greedy(model, ids: list[int], n: int) -> list[int]:
-    out = model.generate(torch.tensor([ids]), max_new_tokens=n, do_sample=False, eos_token_id=None, pad_token_id=0)
+    out = model.generate(torch.tensor([ids], device=model.device), max_new_tokens=n, do_sample=False, eos_token_id=None, pad_token_id=0)
     return out[0, len(ids) :].tolist()
 
 
@@ -45,7 +56,7 @@ def hf_greedy(model, ids: list[int], n: int) -> list[int]:
 def test_greedy_matches_transformers_generate(tok, make, kwargs):
     native = kwargs.pop("native", None)
     model = make(tok, **kwargs)
-    eng = TransformersEngine(model, tokenizer=tok, native=native)
+    eng = TransformersEngine(model, tokenizer=tok, native=native, device=DEVICE)
     assert (eng.runner is not None) == (make is make_llama and native is not False)
     reqs = [Request(messages=m) for m in MSGS]
     outs = eng.generate(reqs, SamplingParams(temperature=0, max_tokens=20, ignore_eos=True))
@@ -57,7 +68,7 @@ def test_greedy_matches_transformers_generate(tok, make, kwargs):
 
 def test_native_logits_match_transformers(tok, engine):
     ids = engine.encode(Request(messages=MSGS[1]))
-    ref = engine.model(torch.tensor([ids])).logits[0, -1]
+    ref = engine.model(torch.tensor([ids], device=engine.device)).logits[0, -1]
     ours = engine.next_token_logprobs([ids])[0]
     assert torch.allclose(torch.log_softmax(ref, -1), ours, atol=1e-4)
 
@@ -89,7 +100,7 @@ def test_partial_text_is_encoded_apart_from_the_prompt(engine, tok):
 
 def test_partial_keeps_trailing_newlines_and_single_bos_with_trimming_template():
     tok = make_tokenizer(template=TRIMMING_BOS, add_bos=True)
-    eng = TransformersEngine(make_llama(tok), tokenizer=tok)
+    eng = TransformersEngine(make_llama(tok), tokenizer=tok, device=DEVICE)
     partial = "## Step 1: Compute\n\n"
     ids = eng.encode(Request(messages=MSGS[0], partial=partial))
     partial_ids = tok(partial, add_special_tokens=False).input_ids
@@ -105,7 +116,7 @@ def test_partial_keeps_trailing_newlines_and_single_bos_with_trimming_template()
 
 def test_raw_prompt_gets_bos_when_tokenizer_adds_it():
     tok = make_tokenizer(add_bos=True)
-    eng = TransformersEngine(make_llama(tok), tokenizer=tok)
+    eng = TransformersEngine(make_llama(tok), tokenizer=tok, device=DEVICE)
     ids = eng.encode(Request(prompt="Tom has 5 apples"))
     assert ids[0] == tok.bos_token_id and ids.count(tok.bos_token_id) == 1
 
@@ -148,7 +159,7 @@ def test_stop_strings(engine):
 
 
 def test_eos_ends_without_the_eos_token(tok):
-    eng = TransformersEngine(make_llama(tok), tokenizer=tok)
+    eng = TransformersEngine(make_llama(tok), tokenizer=tok, device=DEVICE)
     req = Request(messages=MSGS[0])
     full = eng.generate(req, SamplingParams(temperature=0, max_tokens=20, ignore_eos=True))[0].completions[0]
     eng.eos_ids = {full.token_ids[6]}
@@ -158,7 +169,7 @@ def test_eos_ends_without_the_eos_token(tok):
 
 
 def test_many_requests_continuous_batching_matches_one_by_one(tok):
-    eng = TransformersEngine(make_llama(tok), tokenizer=tok, max_batch_size=3)
+    eng = TransformersEngine(make_llama(tok), tokenizer=tok, max_batch_size=3, device=DEVICE)
     reqs = [Request(messages=[{"role": "user", "content": "Tom " * (1 + i % 5) + str(i)}]) for i in range(9)]
     params = [SamplingParams(temperature=0, max_tokens=5 + 7 * (i % 3), ignore_eos=True) for i in range(9)]
     batched = eng.generate(reqs, params)

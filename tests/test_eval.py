@@ -11,6 +11,7 @@ from testtime.cli import main
 from testtime.engines import ScriptedEngine
 from testtime.eval import EvalConfig, ResultsFile, run_eval, wilson_interval
 from testtime.scorers import ScriptedScorer
+from testtime.strategies import STRATEGIES
 from testtime.tasks import Problem
 
 # Problem k's candidate i answers ANSWERS[k][i]; gold is "5" everywhere.
@@ -136,8 +137,8 @@ def test_wilson_interval():
 @pytest.mark.parametrize(
     "argv, code, message",
     [
-        pytest.param(["eval", "--task", "nope"], 2, "error: unknown task 'nope'; choose one of: arith, gsm8k, jsonl, math500", id="task"),
-        pytest.param(["eval", "--strategy", "majority,magic"], 2, "error: unknown strategy 'magic'; choose one of: bon, greedy, majority, weighted", id="strategy"),
+        pytest.param(["eval", "--task", "nope"], 2, "error: unknown task 'nope'; choose one of: arith, gsm8k, instructions, jsonl, math500", id="task"),
+        pytest.param(["eval", "--strategy", "majority,magic"], 2, f"error: unknown strategy 'magic'; choose one of: {', '.join(sorted(STRATEGIES))}", id="strategy"),
         pytest.param(["eval", "--n", "1,0"], 2, "error: budgets --n must be integers >= 1, got 0.", id="n-zero"),
         pytest.param(["eval", "--temperature", "-1"], 2, "error: `temperature` must be >= 0, got -1.0.", id="temperature"),
         pytest.param(["eval", "--task", "jsonl"], 2, "error: task 'jsonl' needs `data`, the path of a JSONL file (`--data PATH`).", id="jsonl-no-data"),

@@ -17,6 +17,7 @@ from testtime.engines import SamplingParams, ScriptedEngine
 from testtime.scorers import ScriptedScorer
 from testtime.serve import ServeConfig, ServerThread, create_app
 from testtime.serve._batcher import Batcher, Job, ShuttingDown
+from testtime.strategies import STRATEGIES
 from testtime.tasks import Problem
 
 KEY = "sk-test-key"
@@ -156,7 +157,7 @@ def test_models_health_and_auth(server):
         pytest.param({"model": "tt", "messages": ask(), "n": 0}, {}, 400, "n", "`n` must be >= 1, got 0.", id="n-zero"),
         pytest.param({"model": "tt", "messages": ask(), "max_tokens": 257}, {}, 400, "max_tokens", "`max_tokens` must be <= 256 on this server (--max-tokens-limit 256), got 257.", id="max-tokens-limit"),
         pytest.param({"model": "tt", "messages": ask("x" * 201)}, {}, 400, "messages", "`messages` hold 201 characters; this server accepts at most 200 (--max-message-chars).", id="message-size"),
-        pytest.param({"model": "tt", "messages": ask(), "strategy": "magic"}, {}, 400, "strategy", "unknown strategy 'magic'; choose one of: bon, greedy, majority, weighted", id="strategy"),
+        pytest.param({"model": "tt", "messages": ask(), "strategy": "magic"}, {}, 400, "strategy", f"unknown strategy 'magic'; choose one of: {', '.join(sorted(STRATEGIES))}", id="strategy"),
         pytest.param({"model": "tt", "messages": ask()}, {"X-Testtime-Budget": "lots"}, 400, "X-Testtime-Budget", "header `X-Testtime-Budget` must be an integer, got 'lots'.", id="header-budget"),
         pytest.param({"model": "gpt-4o", "messages": ask()}, {}, 404, "model", "model 'gpt-4o' is not served here; use 'tt' (see GET /v1/models).", id="model"),
         pytest.param({"messages": ask()}, {}, 400, "model", "`model` is required; this server serves 'tt'.", id="no-model"),

@@ -7,7 +7,16 @@ import pytest
 from testtime import ValidationError
 from testtime.engines import SamplingParams, ScriptedEngine
 from testtime.scorers import ScriptedScorer
-from testtime.strategies import BestOfN, Candidate, Greedy, MajorityVote, SamplingStrategyParams, WeightedBestOfN, majority_vote, weighted_vote
+from testtime.strategies import (
+    BestOfN,
+    Candidate,
+    Greedy,
+    MajorityVote,
+    SamplingStrategyParams,
+    WeightedBestOfN,
+    majority_vote,
+    weighted_vote,
+)
 from testtime.tasks import Problem
 
 

@@ -47,7 +47,9 @@ def arith_splits() -> dict[str, list[Problem]]:
 
 
 def test_registry_names_and_classes():
-    assert TASKS == {"arith": ArithTask, "math500": Math500Task, "gsm8k": Gsm8kTask, "jsonl": JsonlTask}
+    from testtime.tasks.instructions import InstructionsTask
+
+    assert TASKS == {"arith": ArithTask, "math500": Math500Task, "gsm8k": Gsm8kTask, "jsonl": JsonlTask, "instructions": InstructionsTask}
     assert set(testtime.tasks.__all__) >= {"Problem", "TASKS", "load_task", "MATH_SYSTEM_PROMPT", "ArithTask"}
 
 
@@ -437,7 +439,7 @@ def test_jsonl_bad_input(tmp_path, lines, kwargs, match):
             "aritm",
             {},
             UnknownNameError,
-            r"unknown task 'aritm'; choose one of: arith, gsm8k, jsonl, math500",
+            r"unknown task 'aritm'; choose one of: arith, gsm8k, instructions, jsonl, math500",
             id="unknown-task",
         ),
         pytest.param(

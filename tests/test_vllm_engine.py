@@ -66,7 +66,7 @@ class FakeLLM:
         self.calls.append((prompts, sampling_params, use_tqdm))
         return [
             FakeRequestOutput(prompt_token_ids=p["prompt_token_ids"], outputs=[FakeLLM.reply(p["prompt_token_ids"], sp.kwargs)], num_cached_tokens=2)
-            for p, sp in zip(prompts, sampling_params)
+            for p, sp in zip(prompts, sampling_params, strict=True)
         ]
 
 

@@ -20,6 +20,12 @@ COMMANDS = {
     "solve": "solve_cmd",
     "merge": "merge_cmd",
     "serve": "serve_cmd",
+    "difficulty": "difficulty_cmd",
+    "optimize": "optimize_cmd",
+    "report": "report_cmd",
+    "bench": "bench_cmd",
+    "train-prm": "train_prm_cmd",
+    "prm-report": "prm_report_cmd",
 }
 """Subcommand name -> module in testtime.cli."""
 

@@ -28,7 +28,8 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-concurrency", type=int, default=64, help="openai engine / remote scorer: requests in flight at once (default: %(default)s)")
     g.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm engine: GPUs per model (default: %(default)s)")
     g.add_argument("--scorer-url", type=names, default=None, help="--scorer remote: reward server root URL(s), no /v1 (default: http://127.0.0.1:8001)")
-    g.add_argument("--scorer-model", default=None, help="--scorer remote: the served reward model's name (required with --scorer remote)")
+    g.add_argument("--scorer-model", default=None, help="--scorer remote: the served reward model's name; --scorer rlhflow/math-shepherd/qwen-prm/skywork-prm/orm: the reward model's local directory or hub id (required with those)")
+    g.add_argument("--scorer-batch-size", type=int, default=8, help="--scorer rlhflow/math-shepherd/qwen-prm/skywork-prm/orm/prm-head: sequences per reward-model forward pass (default: %(default)s)")
     g.add_argument("--scorer-endpoint", choices=("pooling", "classify"), default="pooling", help="--scorer remote: reward endpoint (default: %(default)s)")
 
 
@@ -66,7 +67,14 @@ def make_engine(args):
 
 
 def make_scorer(args):
-    """A `RemoteScorer` for `--scorer remote`; None otherwise (the eval loads named scorers itself)."""
+    """A `RemoteScorer` for `--scorer remote`, a local reward model for the families that load their own
+    (`--scorer rlhflow --scorer-model PATH`); None otherwise (the eval loads named scorers itself)."""
+    from ..scorers import MODEL_SCORERS
+
+    if args.scorer in MODEL_SCORERS:
+        from ..scorers import load_scorer
+
+        return load_scorer(args.scorer, model=args.scorer_model, batch_size=args.scorer_batch_size, device=args.device)
     if args.scorer != "remote":
         return None
     from ..scorers import RemoteScorer

@@ -11,7 +11,7 @@ HELP = "answer one question and show the candidates"
 def add_arguments(p) -> None:
     p.add_argument("question", help="the problem text")
     p.add_argument("--task", default="math500", help="whose prompt to use: math500, gsm8k or arith (default: %(default)s)")
-    p.add_argument("--strategy", default="weighted", help="greedy, majority, bon or weighted (default: %(default)s)")
+    p.add_argument("--strategy", default="weighted", help="greedy, majority, bon, weighted, beam, dvts or pf (default: %(default)s)")
     p.add_argument("--n", type=int, default=8, help="candidates (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
     add_model_args(p)
@@ -21,7 +21,14 @@ def run(args) -> int:
     from ..engines import SamplingParams
     from ..scorers import load_scorer
     from ..strategies import SamplingStrategyParams, get_strategy
-    from ..tasks import ARITH_FEW_SHOT, ARITH_SYSTEM_PROMPT, GSM8K_SYSTEM_PROMPT, MATH_SYSTEM_PROMPT, Problem, build_messages
+    from ..tasks import (
+        ARITH_FEW_SHOT,
+        ARITH_SYSTEM_PROMPT,
+        GSM8K_SYSTEM_PROMPT,
+        MATH_SYSTEM_PROMPT,
+        Problem,
+        build_messages,
+    )
 
     prompts = {"arith": (ARITH_SYSTEM_PROMPT, ARITH_FEW_SHOT), "gsm8k": (GSM8K_SYSTEM_PROMPT, ()), "math500": (MATH_SYSTEM_PROMPT, ())}
     if args.task not in prompts:

@@ -2,7 +2,15 @@
 
 from ._embedded import EMBEDDED_MODEL_NAMES, cache_dir, embedded_model_dir
 from ._protocol import Engine, LiveBatch, StepOutput, StepReason
-from ._types import DEFAULT_MAX_TOKENS, Completion, EngineUsage, FinishReason, Request, RequestOutput, SamplingParams
+from ._types import (
+    DEFAULT_MAX_TOKENS,
+    Completion,
+    EngineUsage,
+    FinishReason,
+    Request,
+    RequestOutput,
+    SamplingParams,
+)
 from .openai_engine import OpenAIEngine
 from .scripted import ScriptedEngine
 from .text_batch import TextLiveBatch

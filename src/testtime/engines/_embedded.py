@@ -51,7 +51,8 @@ def embedded_model_dir() -> Path:
     """A directory `from_pretrained` can load: the converted copy of the embedded model, made on first use."""
     gguf = _gguf_path()
     target = cache_dir() / "models" / "SmolLM2-135M-Instruct"
-    stamp = {"source": str(gguf), "size": gguf.stat().st_size, "format": _FORMAT_VERSION}
+    # No path in the stamp: every virtual environment (a clone, CI) shares one converted copy.
+    stamp = {"source": f"{_GGUF_PACKAGE}/{_GGUF_FILE}", "size": gguf.stat().st_size, "format": _FORMAT_VERSION}
     marker = target / "testtime.json"
     if marker.exists():
         try:

@@ -16,8 +16,8 @@ import torch
 
 from .._errors import ValidationError, error_context
 from ._detok import IncrementalDetokenizer, find_stop
-from ._protocol import StepOutput
 from ._prompt import encode_request
+from ._protocol import StepOutput
 from ._sampling import derive_seed, sample
 from ._types import Completion, EngineUsage, Request, SamplingParams
 

@@ -16,7 +16,14 @@ from ._llama import LlamaRunner
 
 __all__ = ["NativeSession", "HFSession"]
 
-PREFILL_TOKENS_PER_FORWARD = 4096  # bounds activation memory of one prefill forward
+PREFILL_TOKENS_PER_FORWARD = {"cpu": 1024}
+"""Padded tokens per prefill forward, by device type (default 4096: bounds activation memory). On CPU big
+forwards fall out of cache: 8 prompts of ~550 tokens prefilled at 295 tok/s in one forward, 455 tok/s one
+prompt per forward (2 cores, fp32)."""
+
+
+def _prefill_budget(device: torch.device) -> int:
+    return PREFILL_TOKENS_PER_FORWARD.get(device.type, 4096)
 
 
 def _left_pad(prompts: list[list[int]], device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -61,7 +68,7 @@ class NativeSession:
         return self.cache.num_rows
 
     def add_rows(self, prompts: list[list[int]]) -> None:
-        for chunk in _chunks(prompts, PREFILL_TOKENS_PER_FORWARD):
+        for chunk in _chunks(prompts, _prefill_budget(torch.device(self.runner.device))):
             tokens, positions, valid = _left_pad(chunk, self.runner.device)
             if tokens.shape[1]:
                 k, v = self.runner.prefill(tokens, positions, valid)

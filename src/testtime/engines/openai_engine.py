@@ -147,7 +147,7 @@ class OpenAIEngine:
         """Complete every request; outputs in input order, completions in index order."""
         reqs, plist = as_lists(requests, params)
         jobs = []  # (request index, completion index, path, payload)
-        for i, (req, p) in enumerate(zip(reqs, plist)):
+        for i, (req, p) in enumerate(zip(reqs, plist, strict=True)):
             with error_context(f"request {i}"):
                 path, body, prompt_ids = self._payload(req, p)
             base = p.seed if p.seed is not None else self._seeds.getrandbits(63)
@@ -165,7 +165,7 @@ class OpenAIEngine:
             if bar is not None:
                 bar.close()
         outputs = [RequestOutput(completions=[Completion() for _ in range(p.n)]) for p in plist]
-        for (i, j, *_), (completion, prompt_tokens) in zip(jobs, results):
+        for (i, j, *_), (completion, prompt_tokens) in zip(jobs, results, strict=True):
             outputs[i].completions[j] = completion
             outputs[i].num_prompt_tokens = prompt_tokens
         return outputs

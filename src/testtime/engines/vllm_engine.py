@@ -118,7 +118,7 @@ class VLLMEngine:
         reqs, plist = as_lists(requests, params)
         prompts, vparams, where = [], [], []  # where[k] = (request index, completion index)
         prompt_lens = []
-        for i, (req, p) in enumerate(zip(reqs, plist)):
+        for i, (req, p) in enumerate(zip(reqs, plist, strict=True)):
             prompt, partial = encode_request(self.tokenizer, req)
             ids = prompt + partial
             prompt_lens.append(len(ids))
@@ -131,8 +131,8 @@ class VLLMEngine:
         results = self.llm.generate(prompts, vparams, use_tqdm=use_tqdm)
         if len(results) != len(prompts):
             raise EngineError(f"vLLM returned {len(results)} outputs for {len(prompts)} prompts")
-        outputs = [RequestOutput(completions=[Completion() for _ in range(p.n)], num_prompt_tokens=n) for p, n in zip(plist, prompt_lens)]
-        for (i, j), res in zip(where, results):
+        outputs = [RequestOutput(completions=[Completion() for _ in range(p.n)], num_prompt_tokens=n) for p, n in zip(plist, prompt_lens, strict=True)]
+        for (i, j), res in zip(where, results, strict=True):
             out = res.outputs[0]
             outputs[i].completions[j] = _completion(out, j, plist[i])
             # Prompt tokens served from the prefix cache are not recomputed; count only the rest.

@@ -62,6 +62,8 @@ class EvalConfig:
     """Extra task fields (jsonl `problem_field`, ...)."""
     shard: str | None = None
     """"I/K": run only shard I (0-based) of K, whole chunks; `testtime merge` joins the shards. None runs all."""
+    policy: str | None = None
+    """Policy file for the `optimal` strategy (written by `testtime optimize`); None when it is not run."""
 
     def __post_init__(self) -> None:
         check(len(self.strategies) > 0, "give at least one strategy.", parameter="strategies")
@@ -71,6 +73,7 @@ class EvalConfig:
         for n in self.n:
             check(isinstance(n, int) and not isinstance(n, bool) and n >= 1, f"budgets --n must be integers >= 1, got {n!r}.", parameter="n", value=n)
         check(len(self.seeds) > 0, "give at least one seed.", parameter="seeds")
+        check(self.policy is not None or "optimal" not in self.strategies, "strategy 'optimal' needs --policy FILE (written by `testtime optimize`).", parameter="policy")
         check(isinstance(self.batch_problems, int) and self.batch_problems >= 0, f"`batch_problems` must be >= 0, got {self.batch_problems!r}.", parameter="batch_problems", value=self.batch_problems)
         self.n = sorted(set(self.n))
         if self.shard is not None:
@@ -80,7 +83,7 @@ class EvalConfig:
 
     def identity(self) -> dict:
         """Settings that must match for a resumed run to continue the same experiment."""
-        keys = ["task", "split", "data", "limit", "levels", "n", "scorer", "model", "max_tokens", "temperature", "top_p", "batch_problems", "task_options", "shard"]
+        keys = ["task", "split", "data", "limit", "levels", "n", "scorer", "model", "max_tokens", "temperature", "top_p", "batch_problems", "task_options", "shard", "policy"]
         return {k: getattr(self, k) for k in keys}
 
     def chunk_size(self) -> int:
@@ -254,7 +257,7 @@ def run_eval(
         bar = tqdm(total=total, initial=finished, desc=f"eval {config.task}", unit="problem", dynamic_ncols=True)
     try:
         for seed in config.seeds:
-            strategies = [cls(engine, scorer if cls.needs_scorer else None, sampling=sampling, seed=seed) for cls in classes]
+            strategies = [cls(engine, scorer if cls.needs_scorer else None, sampling=sampling, seed=seed, **({"policy": config.policy} if cls.name == "optimal" else {})) for cls in classes]
             shared = [s for s in strategies if isinstance(s, SamplingStrategy) and s.name != "greedy"]
             others = [s for s in strategies if s not in shared]
             for probs in chunks:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from .._errors import UnknownNameError
 from ._protocol import (
     REDUCTIONS,
@@ -13,16 +15,31 @@ from ._protocol import (
     reduce_scores,
     split_steps,
 )
+from .math_shepherd import MathShepherdScorer
 from .oracle import OracleScorer
+from .orm import ORMScorer
+from .prm_head import PRMHead, PRMHeadScorer, find_head
+from .qwen_prm import QwenPRMScorer
 from .remote import RemoteScorer
+from .rlhflow import RLHFlowScorer
 from .scripted import ScriptedScorer
 from .self_eval import SelfEvalScorer
+from .skywork_prm import SkyworkPRMScorer
 
 __all__ = [
+    "DEFAULT_SCORER",
+    "MODEL_SCORERS",
     "REDUCTIONS",
     "SCORERS",
     "STEP_SEPARATOR",
+    "MathShepherdScorer",
+    "ORMScorer",
     "OracleScorer",
+    "PRMHead",
+    "PRMHeadScorer",
+    "QwenPRMScorer",
+    "RLHFlowScorer",
+    "SkyworkPRMScorer",
     "Reduction",
     "RemoteScorer",
     "ScoreRequest",
@@ -30,6 +47,7 @@ __all__ = [
     "ScorerUsage",
     "ScriptedScorer",
     "SelfEvalScorer",
+    "find_head",
     "load_scorer",
     "reduce_scores",
     "split_steps",
@@ -39,17 +57,37 @@ SCORERS = {
     "oracle": OracleScorer,
     "self-eval": SelfEvalScorer,
     "remote": RemoteScorer,
+    "prm-head": PRMHeadScorer,
+    "rlhflow": RLHFlowScorer,
+    "math-shepherd": MathShepherdScorer,
+    "qwen-prm": QwenPRMScorer,
+    "skywork-prm": SkyworkPRMScorer,
+    "orm": ORMScorer,
 }
 """Scorer name -> class. "default" resolves to the best scorer that works offline for the engine."""
 
-DEFAULT_SCORER = "self-eval"
+MODEL_SCORERS = ("rlhflow", "math-shepherd", "qwen-prm", "skywork-prm", "orm")
+"""Families that load their own reward model (`model=`, from --scorer-model)."""
+
+DEFAULT_SCORER = "prm-head"
+"""What "default" means: the PRM head shipped for the engine's model (the embedded SmolLM2-135M-Instruct);
+for a generator without a head, "self-eval"."""
 
 
 def load_scorer(name: str, *, engine=None, **kwargs) -> Scorer:
-    """Build a scorer by name; scorers that read the generator's model get `engine`."""
-    key = DEFAULT_SCORER if name == "default" else name
+    """Build a scorer by name; scorers that read the generator's model get `engine`.
+
+    `name` may also be the path of a trained head (`HEAD.safetensors` from `testtime train-prm`).
+    """
+    if name.endswith(".safetensors"):
+        return PRMHeadScorer(engine, head=name, **kwargs)
+    key = name
+    if name == "default":
+        # Only an in-process engine exposes a torch model (remote engines keep the model's *name* in `.model`).
+        has_model = isinstance(getattr(engine, "model", None), torch.nn.Module)
+        key = DEFAULT_SCORER if has_model and find_head(engine.model) is not None else "self-eval"
     if key not in SCORERS:
-        raise UnknownNameError("scorer", name, [*SCORERS, "default"])
-    if key == "self-eval":
-        return SelfEvalScorer(engine, **kwargs)
+        raise UnknownNameError("scorer", name, [*SCORERS, "default"], hint="or pass a trained head's .safetensors path")
+    if key in ("self-eval", "prm-head"):
+        return SCORERS[key](engine, **kwargs)
     return SCORERS[key](**kwargs)

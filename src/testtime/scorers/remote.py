@@ -144,7 +144,7 @@ class RemoteScorer:
         results = self.client.run(gather_all([self._post(b) for b in batches])) if batches else []
         flat = [scores for batch in results for scores in batch]
         out: list[list[list[float]]] = [[[] for _ in r.candidates] for r in reqs]
-        for (i, j, num_steps), raw in zip(where, flat):
+        for (i, j, num_steps), raw in zip(where, flat, strict=True):
             out[i][j].extend(self._step_scores(raw, num_steps))
         return out
 

@@ -158,7 +158,7 @@ class Batcher:
                 log.exception("strategy %s failed", jobs[0].strategy)
             self._finish(jobs[0], error=exc)
             return
-        for job, res in zip(jobs, results):
+        for job, res in zip(jobs, results, strict=True):
             self._finish(job, result=res)
 
     def _solve(self, jobs: list[Job]) -> list[SolveResult]:

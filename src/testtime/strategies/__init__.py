@@ -5,22 +5,41 @@ from __future__ import annotations
 from .._errors import UnknownNameError
 from ._base import DEFAULT_SAMPLING, SamplingStrategy, SamplingStrategyParams, Strategy, problem_seed
 from ._select import best_of_n, majority_vote, weighted_vote
+from ._step_search import StepSearch, StepSearchParams
 from ._types import Candidate, SolveResult, Usage
+from .beam_search import BeamSearch, BeamSearchParams
 from .best_of_n import BestOfN
+from .dvts import DVTS, DVTSParams
 from .greedy import Greedy
 from .majority import MajorityVote
+from .optimal import OptimalStrategy, Policy, PolicyEntry
+from .particle_filter import ParticleFilter, ParticleFilterParams
+from .speculative_rejection import SpeculativeRejection, SpeculativeRejectionParams
 from .weighted import WeightedBestOfN
 
 __all__ = [
     "DEFAULT_SAMPLING",
+    "DVTS",
     "STRATEGIES",
+    "BeamSearch",
+    "BeamSearchParams",
     "BestOfN",
     "Candidate",
+    "DVTSParams",
     "Greedy",
     "MajorityVote",
+    "ParticleFilter",
+    "ParticleFilterParams",
+    "OptimalStrategy",
+    "Policy",
+    "PolicyEntry",
     "SamplingStrategy",
     "SamplingStrategyParams",
     "SolveResult",
+    "SpeculativeRejection",
+    "SpeculativeRejectionParams",
+    "StepSearch",
+    "StepSearchParams",
     "Strategy",
     "Usage",
     "WeightedBestOfN",
@@ -36,6 +55,11 @@ STRATEGIES: dict[str, type[Strategy]] = {
     "majority": MajorityVote,
     "bon": BestOfN,
     "weighted": WeightedBestOfN,
+    "spr": SpeculativeRejection,
+    "optimal": OptimalStrategy,
+    "beam": BeamSearch,
+    "dvts": DVTS,
+    "pf": ParticleFilter,
 }
 """Strategy name -> class."""
 

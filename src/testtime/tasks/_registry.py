@@ -16,6 +16,7 @@ from .._errors import UnknownNameError, ValidationError
 from ._problem import Problem
 from .arith import ArithTask
 from .gsm8k import Gsm8kTask
+from .instructions import InstructionsTask
 from .jsonl import JsonlTask
 from .math500 import Math500Task
 
@@ -26,6 +27,7 @@ TASKS: dict[str, type] = {
     "math500": Math500Task,
     "gsm8k": Gsm8kTask,
     "jsonl": JsonlTask,
+    "instructions": InstructionsTask,
 }
 
 

@@ -1,0 +1,83 @@
+"""`testtime optimize`: run (or reuse) candidate strategies on a dev split and write the compute-optimal
+policy: per difficulty level and budget, the best strategy and its hyper-parameters."""
+
+from __future__ import annotations
+
+import os
+
+from ._common import add_model_args, add_task_args, default_max_tokens, ints, names, task_options
+from ._engine_args import add_engine_args, make_engine, make_scorer
+
+HELP = "learn a compute-optimal policy (strategy per difficulty level and budget) on a dev split"
+
+
+def add_arguments(p) -> None:
+    add_task_args(p)
+    p.add_argument("--strategies", type=names, default=["majority", "bon", "weighted"], help="candidate strategies, comma-separated; one with a scorer (weighted, bon) is needed for predicted difficulty (default: majority,bon,weighted)")
+    p.add_argument("--n", type=ints("--n"), default=[4, 16, 64], help="budgets, comma-separated; a search is judged at the largest of these <= N - probe samples (default: 4,16,64)")
+    p.add_argument("--seed", type=ints("--seed"), default=[0], help="seeds, comma-separated (default: 0)")
+    p.add_argument("--out", default=None, help="eval run directory; an existing run with the same settings is reused and extended (default: runs/optimize-<task>-<split>)")
+    p.add_argument("--policy-out", default=None, help="policy file to write (default: <out>/policy.json)")
+    p.add_argument("--difficulty", default=None, help="difficulty JSON from `testtime difficulty` (default: computed from the run's own samples)")
+    p.add_argument("--probe-samples", type=int, default=4, help="probe samples for the predicted level (ignored with --difficulty) (default: %(default)s)")
+    p.add_argument("--reduction", default="last", help="probe score reduction: last, min, prod, mean (ignored with --difficulty) (default: %(default)s)")
+    p.add_argument("--bins", choices=("predicted", "oracle"), default="predicted", help="group dev problems by predicted levels (as online) or oracle levels (default: %(default)s)")
+    p.add_argument("--batch-problems", type=int, default=0, help="problems per chunk, the resume unit (default: auto)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_model_args(p)
+    add_engine_args(p)
+
+
+def run(args) -> int:
+    from ..eval import EvalConfig, run_eval
+    from ..eval.difficulty import Difficulty, compute_difficulty
+    from ..eval.optimize import candidate_variants, format_policy, in_sample_accuracy, learn_policy
+    from ..tasks import load_task
+
+    candidate_variants(args.strategies)  # bad names fail before the model loads
+    out = args.out or os.path.join("runs", f"optimize-{args.task}-{args.split}")
+    config = EvalConfig(
+        task=args.task,
+        split=args.split,
+        data=args.data,
+        limit=args.limit,
+        levels=args.levels,
+        strategies=args.strategies,
+        n=args.n,
+        scorer=args.scorer,
+        model=args.model,
+        seeds=args.seed,
+        max_tokens=default_max_tokens(args),
+        temperature=args.temperature,
+        top_p=args.top_p,
+        batch_problems=args.batch_problems,
+        out=out,
+        task_options=task_options(args),
+    )
+    problems = load_task(config.task, split=config.split, data=config.data, limit=config.limit, levels=config.levels, **config.task_options)
+    rows = run_eval(config, engine=make_engine(args), scorer=make_scorer(args), problems=problems, progress=not args.no_progress).rows
+    if args.difficulty:
+        diff = Difficulty.load(args.difficulty)
+    else:
+        diff = compute_difficulty(rows, num_probe=args.probe_samples, reduction=args.reduction, task=args.task, split=args.split, source=out)
+        print(f"difficulty: {diff.save(os.path.join(out, 'difficulty.json'))}")
+    policy = learn_policy(
+        rows,
+        diff,
+        strategies=args.strategies,
+        budgets=config.n,
+        bins=args.bins,
+        task=args.task,
+        split=args.split,
+        model=args.model,
+        scorer=args.scorer,
+        sampling={"temperature": config.temperature, "top_p": config.top_p, "max_tokens": config.max_tokens},
+        sources=[out],
+    )
+    path = policy.save(args.policy_out or os.path.join(out, "policy.json"))
+    print(format_policy(policy))
+    for n, (acc, singles) in in_sample_accuracy(policy, rows, diff).items():
+        best = max(singles.items(), key=lambda kv: kv[1], default=("-", 0.0))
+        print(f"N={n}: policy {acc:.3f} on dev (in-sample, optimistic); best single {best[0]} {best[1]:.3f}")
+    print(f"policy: {path}  (use: testtime eval --strategy optimal --policy {path})")
+    return 0

@@ -1,0 +1,224 @@
+"""Learn a compute-optimal policy from stored dev runs: for each (difficulty level, budget N), the strategy and
+hyper-parameters with the best dev accuracy (Snell et al. 2024, sec. 3.2, "compute-optimal scaling strategy").
+
+Candidates and how each is measured from the run's rows:
+- independent-sampling strategies (majority, bon, weighted): their selection rule is re-applied to the first
+  N stored candidates, so any N up to the run's largest is free, and scored ones are tried with every score
+  reduction (last, min, prod, mean) from the stored per-step scores; online they reuse the probe samples, so
+  the dev number at N is exactly what they will face;
+- any other strategy (a search): its stored result at the largest budget <= N - num_probe, the budget it will
+  have left online after the probe; with no such budget stored it is not a candidate at N.
+
+Ties in dev accuracy break towards the better strategy over all levels at that N, then fewer compute
+tokens, then the order given in `strategies`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+
+from .._errors import DataError, check
+from ..scorers import REDUCTIONS, reduce_scores
+from ..strategies import DEFAULT_SAMPLING, Candidate, get_strategy
+from ..strategies.optimal import OptimalStrategy, Policy, PolicyEntry, build_strategy, is_resampling
+from ._metrics import wilson_interval
+from .difficulty import Difficulty
+
+__all__ = ["Outcome", "candidate_variants", "measure_variants", "learn_policy", "format_policy"]
+
+
+@dataclass
+class Outcome:
+    """One variant on one (problem, seed) at one budget."""
+
+    correct: bool
+    compute_tokens: float
+    run_n: int
+
+
+def candidate_variants(strategies: list[str]) -> list[tuple[str, dict]]:
+    """(strategy, params) pairs to compare: scored sampling strategies once per reduction."""
+    out = []
+    for name in strategies:
+        cls = get_strategy(name)
+        check(cls is not OptimalStrategy, "`optimal` cannot be a candidate of its own policy.", parameter="strategies", value=name)
+        if is_resampling(cls) and cls.needs_scorer:
+            out += [(name, {"reduction": r}) for r in REDUCTIONS]
+        else:
+            out.append((name, {}))
+    return out
+
+
+class _Offline:
+    """Stands in for the scorer when a selection rule is re-applied to stored candidates."""
+
+
+def _candidates(stored: list[dict], reduction: str | None) -> list[Candidate]:
+    return [
+        Candidate(
+            index=i,
+            text=c.get("text", ""),
+            num_tokens=c.get("num_tokens", 0),
+            answer=c.get("answer"),
+            scores=list(c.get("scores") or []),
+            score=reduce_scores(c.get("scores") or [], reduction) if reduction else c.get("score"),
+        )
+        for i, c in enumerate(stored)
+    ]
+
+
+def measure_variants(rows: list[dict], variants: list[tuple[str, dict]], budgets: list[int], *, num_probe: int) -> dict[tuple[str, str], dict[int, dict[tuple[str, int], Outcome]]]:
+    """(strategy, params json) -> N -> (problem_id, seed) -> Outcome, for every N the variant can be measured at."""
+    by_strategy: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        by_strategy[r["strategy"]].append(r)
+    out: dict[tuple[str, str], dict[int, dict[tuple[str, int], Outcome]]] = {}
+    for name, params in variants:
+        key = (name, json.dumps(params, sort_keys=True))
+        out[key] = {}
+        cls = get_strategy(name)
+        if is_resampling(cls):
+            strat = build_strategy(name, None, _Offline(), params, sampling=DEFAULT_SAMPLING, seed=0)
+            reduction = (params.get("reduction") or "last") if cls.needs_scorer else None
+            for r in by_strategy[name]:
+                stored = r["candidates"]
+                cands = _candidates(stored, reduction)
+                chars = [len(c.get("text", "")) for c in stored]
+                for n in budgets:
+                    if n > len(stored):
+                        continue
+                    sel = strat.select(cands[:n])
+                    correct = sel is not None and bool(stored[sel].get("correct"))
+                    gen = sum(c.get("num_tokens", 0) for c in stored[:n])
+                    scored = r["usage"]["num_scored_tokens"] * sum(chars[:n]) / (sum(chars) or 1) if cls.needs_scorer else 0
+                    out[key].setdefault(n, {})[(r["problem_id"], r.get("seed", 0))] = Outcome(correct, gen + scored, n)
+        else:
+            for r in by_strategy[name]:
+                stored_ns = sorted(int(x) for x in r["by_n"])
+                for n in budgets:
+                    fits = [m for m in stored_ns if m <= n - num_probe]
+                    if not fits:
+                        continue
+                    at = r["by_n"][str(fits[-1])]
+                    out[key].setdefault(n, {})[(r["problem_id"], r.get("seed", 0))] = Outcome(bool(at["correct"]), at["num_compute_tokens"], fits[-1])
+    return out
+
+
+def _stats(outcomes: list[Outcome]) -> tuple[float, float, int]:
+    if not outcomes:
+        return 0.0, 0.0, 0
+    acc = sum(o.correct for o in outcomes) / len(outcomes)
+    return acc, sum(o.compute_tokens for o in outcomes) / len(outcomes), outcomes[0].run_n
+
+
+def learn_policy(
+    rows: list[dict],
+    difficulty: Difficulty,
+    *,
+    strategies: list[str],
+    budgets: list[int],
+    bins: str = "predicted",
+    task: str = "",
+    split: str = "",
+    model: str = "",
+    scorer: str = "",
+    sampling: dict | None = None,
+    sources: list[str] | None = None,
+) -> Policy:
+    """The policy: for each level 1..num_levels and each budget, the best variant on that level's dev problems."""
+    check(bins in ("predicted", "oracle"), f"`bins` must be 'predicted' or 'oracle', got {bins!r}.", parameter="bins", value=bins)
+    if not difficulty.predicted_edges:
+        raise DataError("the difficulty has no predicted scores (the run stored none): include a scored sampling strategy (weighted or bon) in --strategies.")
+    levels = difficulty.levels(bins)
+    variants = candidate_variants(strategies)
+    measured = measure_variants(rows, variants, budgets, num_probe=difficulty.num_probe)
+    order = {key: i for i, key in enumerate((n, json.dumps(p, sort_keys=True)) for n, p in variants)}
+    entries = []
+    for n in sorted(budgets):
+        feasible = [k for k in order if measured[k].get(n)]
+        if not feasible:
+            raise DataError(f"no strategy can be measured at N={n}: sampling runs need >= {n} candidates, searches a stored budget <= N - {difficulty.num_probe}.")
+        pooled = {k: _stats(list(measured[k][n].values())) for k in feasible}
+        for level in range(1, difficulty.num_levels + 1):
+            stats = {}
+            for k in feasible:
+                outs = [o for (pid, _seed), o in measured[k][n].items() if levels.get(pid) == level]
+                stats[k] = (*_stats(outs), len(outs))
+            empty = all(s[3] == 0 for s in stats.values())
+            src = {k: (*pooled[k], 0) for k in feasible} if empty else stats
+            ranked = sorted(feasible, key=lambda k: (-src[k][0], -pooled[k][0], src[k][1], order[k]))
+            best = ranked[0]
+            acc, compute, run_n, count = src[best]
+            successes = round(acc * count)
+            lo, hi = wilson_interval(successes, count) if count else (0.0, 0.0)
+            entries.append(
+                PolicyEntry(
+                    level=level,
+                    n=n,
+                    strategy=best[0],
+                    params=json.loads(best[1]),
+                    accuracy=acc,
+                    num_problems=count,
+                    ci_low=lo,
+                    ci_high=hi,
+                    mean_compute_tokens=compute,
+                    run_n=run_n,
+                    ranking=[{"strategy": k[0], "params": json.loads(k[1]), "accuracy": src[k][0], "mean_compute_tokens": src[k][1], "run_n": src[k][2]} for k in ranked],
+                )
+            )
+    return Policy(
+        entries=entries,
+        edges=list(difficulty.predicted_edges),
+        num_levels=difficulty.num_levels,
+        num_probe=difficulty.num_probe,
+        reduction=difficulty.reduction,
+        bins=bins,
+        task=task,
+        split=split,
+        model=model,
+        scorer=scorer,
+        sampling=sampling or {},
+        sources=sources or [],
+    )
+
+
+def _label(strategy: str, params: dict) -> str:
+    return strategy + (f"[{','.join(f'{k}={v}' for k, v in sorted(params.items()))}]" if params else "")
+
+
+def in_sample_accuracy(policy: Policy, rows: list[dict], difficulty: Difficulty) -> dict[int, tuple[float, dict[str, float]]]:
+    """N -> (dev accuracy of the policy's choices on the dev problems it was learned on, best single variant's
+    accuracy per strategy name). In-sample, so optimistic: the test split is the honest comparison."""
+    levels = difficulty.levels(policy.bins)
+    variants = [(r["strategy"], r["params"]) for e in policy.entries for r in e.ranking]
+    uniq = list(dict.fromkeys((s, json.dumps(p, sort_keys=True)) for s, p in variants))
+    measured = measure_variants(rows, [(s, json.loads(p)) for s, p in uniq], policy.budgets, num_probe=policy.num_probe)
+    out = {}
+    for n in policy.budgets:
+        chosen = []
+        for level in range(1, policy.num_levels + 1):
+            e = policy.entry(level, n)
+            k = (e.strategy, json.dumps(e.params, sort_keys=True))
+            chosen += [o for (pid, _s), o in measured[k].get(n, {}).items() if levels.get(pid) == level]
+        singles: dict[str, float] = {}
+        for k, per_n in measured.items():
+            if per_n.get(n):
+                singles[k[0]] = max(singles.get(k[0], 0.0), _stats(list(per_n[n].values()))[0])
+        out[n] = (_stats(chosen)[0], singles)
+    return out
+
+
+def format_policy(policy: Policy) -> str:
+    """A level x budget table of the choices with their dev accuracy and problem count."""
+    budgets = policy.budgets
+    width = max([len(_label(e.strategy, e.params)) for e in policy.entries] + [10]) + 16
+    lines = [f"{'level':>5}  " + "".join(f"{'N=' + str(n):<{width}}" for n in budgets), "-" * (7 + width * len(budgets))]
+    for level in range(1, policy.num_levels + 1):
+        cells = []
+        for n in budgets:
+            e = policy.entry(level, n)
+            cells.append(f"{_label(e.strategy, e.params)} {e.accuracy:.2f} ({e.num_problems})")
+        lines.append(f"{level:>5}  " + "".join(f"{c:<{width}}" for c in cells))
+    return "\n".join(lines)

@@ -1,0 +1,217 @@
+"""Compute-optimal selection on scripted engines: learning the policy from stored runs, the policy file round
+trip, online dispatch by predicted level, and budget accounting (probe samples count and are reused)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pytest
+
+from testtime import DataError, UnknownNameError, ValidationError
+from testtime.cli import main
+from testtime.engines import ScriptedEngine
+from testtime.eval import EvalConfig, run_eval
+from testtime.eval.difficulty import compute_difficulty
+from testtime.eval.optimize import candidate_variants, format_policy, in_sample_accuracy, learn_policy
+from testtime.scorers import ScriptedScorer
+from testtime.strategies import STRATEGIES, OptimalStrategy, Policy, PolicyEntry, SolveResult, Strategy, Usage
+from testtime.strategies._base import as_problem_list
+from testtime.tasks import Problem
+
+# Five kinds of problem, two of each; candidate i of a kind answers KINDS[kind][i]. Gold is "5".
+# The scorer likes "9" best, then "5": it is right on B, misleading on A.
+KINDS = {
+    "A": ["5", "9", "5", "5"],  # majority right; weighted picks 9 (1.0 > 0.3 * 3): the trap
+    "B": ["3", "5", "3", "7"],  # majority picks 3; weighted 5 (0.3 > 0.1 * 2): the scorer helps
+    "C": ["5", "5", "5", "5"],  # everything right
+    "D": ["3", "3", "7", "7"],  # nothing right
+    "E": ["9", "9", "9", "9"],  # nothing right, and the scorer loves it
+}
+SCORE = {"9": 1.0, "5": 0.3}
+PROBLEMS = [Problem(id=f"{k}{j}", question=f"{k}{j}", answer="5") for k in KINDS for j in range(2)]
+
+
+def answer_text(answer: str) -> str:
+    return f"Step 1: think.\n\nTherefore, the final answer is: $\\boxed{{{answer}}}$."
+
+
+def handler(request, params, index):
+    return answer_text(KINDS[request.messages[-1]["content"][0]][index % 4])
+
+
+def scorer():
+    return ScriptedScorer(lambda q, steps: [SCORE.get(steps[-1].split("{")[-1].rstrip("}$."), 0.1)])
+
+
+def dev_rows(tmp_path):
+    cfg = EvalConfig(task="scripted", strategies=["majority", "weighted"], n=[2, 4], out=str(tmp_path / "dev"), batch_problems=5)
+    return run_eval(cfg, engine=ScriptedEngine(handler), scorer=scorer(), problems=PROBLEMS, progress=False, log=lambda *_: None).rows
+
+
+def test_learned_policy_picks_per_level_and_breaks_ties_by_pooled_accuracy_then_compute(tmp_path):
+    rows = dev_rows(tmp_path)
+    diff = compute_difficulty(rows, num_probe=2)
+    # Mean probe score over the first two samples: E 1.0, A 0.65, C 0.3, B 0.2, D 0.1 -> levels 1..5.
+    assert diff.levels("predicted") == {"A0": 2, "A1": 2, "B0": 4, "B1": 4, "C0": 3, "C1": 3, "D0": 5, "D1": 5, "E0": 1, "E1": 1}
+    policy = learn_policy(rows, diff, strategies=["majority", "weighted"], budgets=[2, 4], task="scripted", split="dev")
+    pick = {(e.level, e.n): (e.strategy, e.params, e.accuracy, e.num_problems) for e in policy.entries}
+    assert pick[(2, 4)] == ("majority", {}, 1.0, 2)  # the trap: votes beat the misleading scorer
+    assert pick[(4, 4)] == ("weighted", {"reduction": "last"}, 1.0, 2)  # reductions tie on one-step scores: first listed
+    # Level 3: both 1.0; pooled at N=4 both 4/10; majority costs fewer tokens (nothing scored).
+    assert pick[(3, 4)][0] == "majority"
+    # At N=2, B's first two candidates are 3 and 5: majority ties -> "3" (first class), weighted picks 5.
+    assert pick[(4, 2)][:3] == ("weighted", {"reduction": "last"}, 1.0)
+    e = policy.entry(4, 4)
+    assert [r["strategy"] for r in e.ranking] == ["weighted"] * 4 + ["majority"] and e.ranking[-1]["accuracy"] == 0.0
+    assert e.run_n == 4 and (round(e.ci_low, 3), round(e.ci_high, 3)) == (0.342, 1.0)
+    # In-sample: the policy gets A, B, C right at N=4 (6/10); each single strategy only 4/10.
+    acc, singles = in_sample_accuracy(policy, rows, diff)[4]
+    assert acc == pytest.approx(0.6) and singles == {"majority": pytest.approx(0.4), "weighted": pytest.approx(0.4)}
+    table = format_policy(policy)
+    assert "weighted[reduction=last] 1.00 (2)" in table and table.count("\n") == 6
+
+
+def test_policy_file_round_trip_and_budget_lookup(tmp_path):
+    rows = dev_rows(tmp_path)
+    policy = learn_policy(rows, compute_difficulty(rows, num_probe=2), strategies=["majority", "weighted"], budgets=[2, 4], model="m", scorer="s")
+    path = policy.save(tmp_path / "p" / "policy.json")
+    back = Policy.load(path)
+    assert back.to_dict() == policy.to_dict() and back.edges == policy.edges and back.num_probe == 2
+    assert json.loads(path.read_text())["entries"][0]["ranking"]
+    # Budgets between the policy's use the largest one below; below them all, the smallest.
+    assert back.entry(4, 3).n == 2 and back.entry(4, 100).n == 4 and back.entry(4, 1).n == 2
+    assert back.level_of(1.0) == 1 and back.level_of(0.0) == 5
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        pytest.param(None, "does not exist", id="missing"),
+        pytest.param("{not json", "not readable JSON", id="json"),
+        pytest.param('{"version": 99}', "not a version-1 policy", id="version"),
+        pytest.param('{"version": 1, "edges": [0.5, 0.2, 0.3, 0.9]}', "malformed: policy edges must be ascending", id="edges"),
+    ],
+)
+def test_bad_policy_files_are_data_errors(tmp_path, text, match):
+    path = tmp_path / "policy.json"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(DataError, match=match):
+        Policy.load(path)
+
+
+def manual_policy(entries, *, num_probe=4):
+    return Policy(entries=entries, edges=[0.2, 0.4, 0.6, 0.8], num_probe=num_probe)
+
+
+def every_level(n, strategy, params=None, ranking=None):
+    return [PolicyEntry(level=lv, n=n, strategy=strategy, params=params or {}, ranking=ranking or []) for lv in range(1, 6)]
+
+
+def test_dispatch_by_predicted_level_reuses_the_probe_and_counts_it_in_the_budget():
+    # Level 1 (mean score >= 0.8) -> majority; levels 2..5 -> weighted with min reduction. B0 scores 0.15: level 5.
+    entries = every_level(8, "weighted", {"reduction": "min"})
+    entries[0] = PolicyEntry(level=1, n=8, strategy="majority")
+    engine, sc = ScriptedEngine(handler), scorer()
+    opt = OptimalStrategy(engine, sc, policy=manual_policy(entries))
+    probs = [Problem(id="E0", question="E0", answer="5"), Problem(id="B0", question="B0", answer="5")]
+    out = opt.solve(probs, 8)
+    assert [(c["level"], c["strategy"], c["budget"]) for c in opt.choices] == [(1, "majority", 8), (5, "weighted", 8)]
+    assert [c["score"] for c in opt.choices] == [pytest.approx(1.0), pytest.approx((0.1 + 0.3 + 0.1 + 0.1) / 4)]
+    # Every problem got exactly 8 candidates: the 4 probe samples, then 4 more from their own seed stream.
+    assert [len(r.candidates) for r in out] == [8, 8]
+    assert [c.answer for c in out[1].candidates] == ["3", "5", "3", "7", "3", "5", "3", "7"]
+    assert [c.index for c in out[1].candidates] == list(range(8))
+    assert sorted(p.n for _, p in engine.calls) == [4, 4, 4, 4]  # probe for both, then the rest for each group
+    probe_seeds = {p.seed for _, p in engine.calls[:2]}
+    assert probe_seeds.isdisjoint({p.seed for _, p in engine.calls[2:]})
+    assert out[1].answer == "5" and out[0].answer == "9" and all(r.strategy == "optimal" for r in out)
+    # Budget accounting: usage is probe + rest, exactly the 8 candidates' tokens; majority's rest is not scored.
+    for r in out:
+        assert r.usage.num_generated_tokens == sum(c.num_tokens for c in r.candidates)
+    assert engine.usage.num_generated_tokens == sum(r.usage.num_generated_tokens for r in out)
+    assert len(sc.calls) == 2 and [len(c) for c in sc.calls] == [2, 1]  # probe (both), rest of the weighted group
+    per_candidate = len("B0") + len(answer_text("3"))
+    assert out[1].usage.num_scored_tokens > 6 * per_candidate and out[0].usage.num_scored_tokens < out[1].usage.num_scored_tokens
+
+
+@dataclass
+class FakeSearchParams:
+    width: int = 1
+
+
+class FakeSearch(Strategy):
+    """Records the budgets and params it is given; accepts only powers of two, like a search with a fixed width."""
+
+    name = "fakesearch"
+    needs_scorer = True
+    params_class = FakeSearchParams
+    budgets: list[int] = []
+    widths: list[int] = []
+
+    def __init__(self, engine, scorer=None, *, params=None, **kw):
+        super().__init__(engine, scorer, **kw)
+        self.params = params or FakeSearchParams()
+
+    def solve(self, problems, budget=None):
+        if budget & (budget - 1):
+            raise ValidationError(f"budget must be a power of two, got {budget}", parameter="budget", value=budget)
+        FakeSearch.budgets.append(budget)
+        FakeSearch.widths.append(self.params.width)
+        from testtime.strategies import Candidate
+
+        return [
+            SolveResult(problem_id=p.id, strategy=self.name, candidates=[Candidate(index=0, text="x", num_tokens=budget, answer="5")], selected=0, answer="5", usage=Usage(num_generated_tokens=budget * 10))
+            for p in as_problem_list(problems)
+        ]
+
+
+def test_dispatch_to_a_search_gives_it_what_the_probe_left(monkeypatch):
+    monkeypatch.setitem(STRATEGIES, "fakesearch", FakeSearch)
+    FakeSearch.budgets, FakeSearch.widths = [], []
+    ranking = [{"strategy": "fakesearch", "params": {"width": 2}}, {"strategy": "majority", "params": {}}]
+    policy = manual_policy(every_level(4, "fakesearch", ranking=ranking) + every_level(16, "fakesearch", ranking=ranking))
+    engine = ScriptedEngine(handler)
+    opt = OptimalStrategy(engine, scorer(), policy=policy)
+    (res,) = opt.solve([Problem(id="B0", question="B0", answer="5")], 16)
+    # 16 - 4 probe samples = 12, refused (not a power of two), so the search runs at 8.
+    assert FakeSearch.budgets == [8] and opt.choices[0]["budget"] == 8
+    assert FakeSearch.widths == [2]  # the policy's params, built through the strategy's params_class
+    assert res.answer == "5" and res.strategy == "optimal"
+    assert res.usage.num_generated_tokens == 80 + 4 * len(answer_text("3"))  # the search's own + the probe's
+    # At N=4 the probe takes the whole budget: the search is infeasible, the next choice (majority) runs.
+    (res4,) = opt.solve([Problem(id="B0", question="B0", answer="5")], 4)
+    assert FakeSearch.budgets == [8] and opt.choices[0]["strategy"] == "majority" and len(res4.candidates) == 4
+
+
+def test_optimal_validates_its_policy():
+    with pytest.raises(ValidationError, match=r"needs a policy \(--policy FILE\)"):
+        OptimalStrategy(ScriptedEngine(handler), scorer())
+    with pytest.raises(ValidationError, match="ranks candidates and needs a scorer"):
+        OptimalStrategy(ScriptedEngine(handler), None, policy=manual_policy(every_level(4, "majority")))
+    with pytest.raises(UnknownNameError, match="unknown strategy 'beamz'"):
+        OptimalStrategy(ScriptedEngine(handler), scorer(), policy=manual_policy(every_level(4, "beamz")))
+    with pytest.raises(ValidationError, match="cannot be a candidate"):
+        candidate_variants(["majority", "optimal"])
+
+
+def test_eval_runs_optimal_with_a_policy_and_reports_its_compute(tmp_path):
+    rows = dev_rows(tmp_path)
+    policy = learn_policy(rows, compute_difficulty(rows, num_probe=2), strategies=["majority", "weighted"], budgets=[2, 4])
+    path = policy.save(tmp_path / "policy.json")
+    cfg = EvalConfig(task="scripted", strategies=["optimal"], n=[2, 4], out=str(tmp_path / "test"), policy=str(path), batch_problems=5)
+    engine = ScriptedEngine(handler)
+    report = run_eval(cfg, engine=engine, scorer=scorer(), problems=PROBLEMS, progress=False, log=lambda *_: None)
+    acc = {r.n: r.accuracy for r in report.summary}
+    # Same problems as dev, so the policy's in-sample choices come back: A, B, C right at N=4.
+    assert acc[4] == pytest.approx(0.6)
+    row = next(r for r in report.rows if r["problem_id"] == "A0")
+    assert row["by_n"]["4"]["num_generated_tokens"] == 4 * len(answer_text("5"))  # 4 candidates, probe included
+    with pytest.raises(ValidationError, match="needs --policy FILE"):
+        EvalConfig(task="scripted", strategies=["optimal"], out=str(tmp_path / "x"))
+
+
+def test_optimize_cli_bad_strategy_is_one_line(capsys):
+    assert main(["optimize", "--strategies", "majority,optimal"]) == 2
+    assert capsys.readouterr().err.strip() == "error: `optimal` cannot be a candidate of its own policy."

@@ -1,0 +1,56 @@
+"""Beam search, DVTS and particle filtering on the real embedded model and the default scorer, 2 short problems."""
+
+from __future__ import annotations
+
+import pytest
+
+from testtime.engines import Request, SamplingParams, TransformersEngine
+from testtime.scorers import load_scorer
+from testtime.strategies import (
+    DVTS,
+    BeamSearch,
+    BeamSearchParams,
+    DVTSParams,
+    ParticleFilter,
+    ParticleFilterParams,
+)
+from testtime.tasks import load_task
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return TransformersEngine("default", seed=0)
+
+
+@pytest.mark.parametrize(
+    "cls, params",
+    [
+        pytest.param(BeamSearch, BeamSearchParams(n=4, beam_width=2, lookahead=1, max_iterations=4), id="beam"),
+        pytest.param(DVTS, DVTSParams(n=4, beam_width=2, max_iterations=4), id="dvts"),
+        pytest.param(ParticleFilter, ParticleFilterParams(n=4, max_iterations=4), id="pf"),
+    ],
+)
+def test_search_on_the_embedded_model(engine, cls, params):
+    problems = load_task("arith", split="dev", limit=2, num_shots=0)  # short prompts keep it quick
+    scorer = load_scorer("default", engine=engine)
+    e0 = engine.usage.copy()
+    results = cls(engine, scorer, params=params, sampling=SamplingParams(temperature=0.8, max_tokens=96)).solve(problems)
+    delta = engine.usage - e0
+    assert [r.problem_id for r in results] == [p.id for p in problems]
+    for r in results:
+        assert 1 <= len(r.candidates) <= 2 * params.n
+        for c in r.candidates:
+            assert c.finish_reason in ("eos", "length", "stop") and c.num_tokens > 0
+            assert c.scores and all(0.0 <= s <= 1.0 for s in c.scores) and c.score == c.scores[-1]
+        assert r.selected is not None and r.answer == r.candidates[r.selected].answer
+        assert r.usage.num_scorer_calls >= 1 and r.usage.num_scored_tokens > 0
+    # Every generated token is charged to a problem, lookahead included.
+    assert sum(r.usage.num_generated_tokens for r in results) == delta.num_generated_tokens
+    prompts = sum(len(engine.encode(Request(messages=p.chat()))) - 1 for p in problems)  # the last prompt token is fed by decode
+    prefill = sum(r.usage.num_prefill_tokens for r in results)
+    if params.__dict__.get("lookahead"):
+        assert prefill > prompts  # lookahead re-reads each beam from text
+    else:
+        assert abs(prefill - prompts) <= 1  # kept prefixes are never prefilled again

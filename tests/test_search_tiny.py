@@ -1,0 +1,68 @@
+"""The searches on the in-process engine (a tiny random-weight Llama): real KV-cache forks and drops, exact
+continuation for lookahead, and accounting that proves kept prefixes are never prefilled again."""
+
+from __future__ import annotations
+
+import zlib
+
+import pytest
+from _tiny import make_llama, make_tokenizer
+
+from testtime import Request, SamplingParams, TransformersEngine
+from testtime.scorers import ScriptedScorer
+from testtime.strategies import (
+    DVTS,
+    BeamSearch,
+    BeamSearchParams,
+    DVTSParams,
+    ParticleFilter,
+    ParticleFilterParams,
+)
+from testtime.tasks import Problem
+
+PROBLEMS = [Problem(id="a", question="Tom has 5 apples"), Problem(id="b", question="What is 6 * 7? Step 1: compute")]
+SAMPLING = SamplingParams(temperature=1.0, max_tokens=40)
+
+
+@pytest.fixture(scope="module")
+def engine():
+    tok = make_tokenizer()
+    return TransformersEngine(make_llama(tok), tokenizer=tok, seed=0)
+
+
+def crc_scorer() -> ScriptedScorer:
+    return ScriptedScorer(lambda q, steps: [zlib.crc32(s.encode()) % 1000 / 1000 for s in steps])
+
+
+@pytest.mark.parametrize(
+    "cls, params",
+    [
+        pytest.param(BeamSearch, BeamSearchParams(n=4, beam_width=2, max_step_tokens=8), id="beam"),
+        pytest.param(BeamSearch, BeamSearchParams(n=4, beam_width=2, max_step_tokens=8, lookahead=1), id="beam-lookahead"),
+        pytest.param(DVTS, DVTSParams(n=4, beam_width=2, max_step_tokens=8), id="dvts"),
+        pytest.param(ParticleFilter, ParticleFilterParams(n=4, max_step_tokens=8), id="pf"),
+    ],
+)
+def test_search_on_the_in_process_engine(engine, cls, params):
+    scorer = crc_scorer()
+    e0 = engine.usage.copy()
+    results = cls(engine, scorer, params=params, sampling=SAMPLING).solve(PROBLEMS)
+    delta = engine.usage - e0
+    prompts = sum(len(engine.encode(Request(messages=p.chat()))) - 1 for p in PROBLEMS)  # last token fed by decode
+    prefill = sum(r.usage.num_prefill_tokens for r in results)
+    if getattr(params, "lookahead", 0):
+        assert prefill == delta.num_prefill_tokens > prompts  # lookahead reads each path again
+    else:
+        assert prefill == delta.num_prefill_tokens == prompts  # forks and drops never prefill again
+    assert sum(r.usage.num_generated_tokens for r in results) == delta.num_generated_tokens
+    assert all(len(call) == 2 for call in scorer.calls[:1])  # both problems in one scorer call
+    for r in results:
+        assert r.candidates and all(c.finish_reason in ("eos", "length") for c in r.candidates)
+        assert all(0 < c.num_tokens <= 40 for c in r.candidates)
+    if not getattr(params, "lookahead", 0):
+        # Every path scored at step t+1 extends a path scored at step t (forks carry their prefix exactly).
+        for before, after in zip(scorer.calls, scorer.calls[1:], strict=False):
+            prev = {t for req in before for t in req.candidates}
+            for req in after:
+                for t in req.candidates:
+                    assert any(t.startswith(p) and len(t) > len(p) for p in prev) or t in prev
