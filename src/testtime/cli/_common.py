@@ -23,7 +23,9 @@ def names(text: str) -> list[str]:
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="default", help="'default' (embedded SmolLM2-135M-Instruct), a local directory or a hub id (default: %(default)s)")
-    p.add_argument("--scorer", default="default", help="scorer for bon/weighted: default, self-eval, oracle (default: %(default)s)")
+    p.add_argument("--scorer", default="default", help="scorer for the ranking strategies: default (the built-in PRM head, else self-eval), prm-head, "
+                   "a head's PATH.safetensors, self-eval, rlhflow, math-shepherd, qwen-prm, skywork-prm, orm, remote, oracle "
+                   "(default: %(default)s)")
     p.add_argument("--max-tokens", type=int, default=None, help="new tokens per candidate (default: 512, arith 384)")
     p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default: %(default)s)")
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (default: %(default)s)")
