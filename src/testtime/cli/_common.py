@@ -60,3 +60,33 @@ def make_engine(args):
     from ..engines import TransformersEngine
 
     return TransformersEngine(args.model, device=args.device, max_batch_size=args.max_batch_size)
+
+
+def run_eval_from_args(args, *, strategies: list[str], n: list[int], out: str, **extra):
+    """Build the `EvalConfig` of `eval`, `optimize` and `difficulty` from the shared task/model/engine flags, load
+    the task before the model (bad input fails in a second), run it; returns (config, the run's result)."""
+    from ..eval import EvalConfig, run_eval
+    from ..tasks import load_task
+    from ._engine_args import make_engine, make_scorer
+
+    config = EvalConfig(
+        task=args.task,
+        split=args.split,
+        data=args.data,
+        limit=args.limit,
+        levels=args.levels,
+        strategies=strategies,
+        n=n,
+        scorer=args.scorer,
+        model=args.model,
+        seeds=args.seed,
+        max_tokens=default_max_tokens(args),
+        temperature=args.temperature,
+        top_p=args.top_p,
+        batch_problems=args.batch_problems,
+        out=out,
+        task_options=task_options(args),
+        **extra,
+    )
+    problems = load_task(config.task, split=config.split, data=config.data, limit=config.limit, levels=config.levels, **config.task_options)
+    return config, run_eval(config, engine=make_engine(args), scorer=make_scorer(args), problems=problems, progress=not args.no_progress)

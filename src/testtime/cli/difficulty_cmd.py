@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from ._common import add_model_args, add_task_args, default_max_tokens, ints, task_options
-from ._engine_args import add_engine_args, make_engine, make_scorer
+from ._common import add_model_args, add_task_args, ints, run_eval_from_args
+from ._engine_args import add_engine_args
 
 HELP = "per-problem difficulty: oracle pass@1 levels and model-predicted levels (PRM score of a few samples)"
 
@@ -28,10 +28,8 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from .._errors import check
-    from ..eval import EvalConfig, run_eval
     from ..eval.difficulty import compute_difficulty
     from ..eval.report import load_run
-    from ..tasks import load_task
 
     check(args.samples >= 1, f"--samples must be >= 1, got {args.samples}.", parameter="samples", value=args.samples)
     check(1 <= args.probe_samples <= args.samples, f"--probe-samples must be in [1, --samples], got {args.probe_samples}.", parameter="probe_samples", value=args.probe_samples)
@@ -43,26 +41,8 @@ def run(args) -> int:
         task, split = ident.get("task", args.task), ident.get("split", args.split)
     else:
         run_dir = args.out or os.path.join("runs", f"difficulty-{args.task}-{args.split}")
-        config = EvalConfig(
-            task=args.task,
-            split=args.split,
-            data=args.data,
-            limit=args.limit,
-            levels=args.levels,
-            strategies=["majority", "weighted"],  # one shared generation; weighted makes it scored
-            n=[args.samples],
-            scorer=args.scorer,
-            model=args.model,
-            seeds=args.seed,
-            max_tokens=default_max_tokens(args),
-            temperature=args.temperature,
-            top_p=args.top_p,
-            batch_problems=args.batch_problems,
-            out=run_dir,
-            task_options=task_options(args),
-        )
-        problems = load_task(config.task, split=config.split, data=config.data, limit=config.limit, levels=config.levels, **config.task_options)
-        rows = run_eval(config, engine=make_engine(args), scorer=make_scorer(args), problems=problems, progress=not args.no_progress).rows
+        # one shared generation; "weighted" makes it scored
+        rows = run_eval_from_args(args, strategies=["majority", "weighted"], n=[args.samples], out=run_dir)[1].rows
         task, split = args.task, args.split
     diff = compute_difficulty(rows, num_probe=args.probe_samples, reduction=args.reduction, num_levels=args.num_levels, task=task, split=split, source=str(run_dir))
     path = diff.save(args.output or os.path.join(run_dir, "difficulty.json"))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from ._common import add_model_args, add_task_args, default_max_tokens, ints, names, task_options
-from ._engine_args import add_engine_args, make_engine, make_scorer
+from ._common import add_model_args, add_task_args, ints, names, run_eval_from_args
+from ._engine_args import add_engine_args
 
 HELP = "evaluate strategies at several budgets on a task (resumable)"
 
@@ -25,30 +25,6 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from ..eval import EvalConfig, run_eval
-    from ..tasks import load_task
-
-    config = EvalConfig(
-        task=args.task,
-        split=args.split,
-        data=args.data,
-        limit=args.limit,
-        levels=args.levels,
-        strategies=args.strategy,
-        n=args.n,
-        scorer=args.scorer,
-        model=args.model,
-        seeds=args.seed,
-        max_tokens=default_max_tokens(args),
-        temperature=args.temperature,
-        top_p=args.top_p,
-        batch_problems=args.batch_problems,
-        out=args.out or os.path.join("runs", args.task + (f"-shard{args.shard.replace('/', 'of')}" if args.shard else "")),
-        task_options=task_options(args),
-        shard=args.shard,
-        policy=args.policy,
-    )
-    # Validate the task before loading the model, so bad input fails in a second.
-    problems = load_task(config.task, split=config.split, data=config.data, limit=config.limit, levels=config.levels, **config.task_options)
-    run_eval(config, engine=make_engine(args), scorer=make_scorer(args), problems=problems, progress=not args.no_progress)
+    out = args.out or os.path.join("runs", args.task + (f"-shard{args.shard.replace('/', 'of')}" if args.shard else ""))
+    run_eval_from_args(args, strategies=args.strategy, n=args.n, out=out, shard=args.shard, policy=args.policy)
     return 0

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import os
 
-from ._common import add_model_args, add_task_args, default_max_tokens, ints, names, task_options
-from ._engine_args import add_engine_args, make_engine, make_scorer
+from ._common import add_model_args, add_task_args, ints, names, run_eval_from_args
+from ._engine_args import add_engine_args
 
 HELP = "learn a compute-optimal policy (strategy per difficulty level and budget) on a dev split"
 
@@ -29,33 +29,13 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from ..eval import EvalConfig, run_eval
     from ..eval.difficulty import Difficulty, compute_difficulty
     from ..eval.optimize import candidate_variants, format_policy, in_sample_accuracy, learn_policy
-    from ..tasks import load_task
 
     candidate_variants(args.strategies)  # bad names fail before the model loads
     out = args.out or os.path.join("runs", f"optimize-{args.task}-{args.split}")
-    config = EvalConfig(
-        task=args.task,
-        split=args.split,
-        data=args.data,
-        limit=args.limit,
-        levels=args.levels,
-        strategies=args.strategies,
-        n=args.n,
-        scorer=args.scorer,
-        model=args.model,
-        seeds=args.seed,
-        max_tokens=default_max_tokens(args),
-        temperature=args.temperature,
-        top_p=args.top_p,
-        batch_problems=args.batch_problems,
-        out=out,
-        task_options=task_options(args),
-    )
-    problems = load_task(config.task, split=config.split, data=config.data, limit=config.limit, levels=config.levels, **config.task_options)
-    rows = run_eval(config, engine=make_engine(args), scorer=make_scorer(args), problems=problems, progress=not args.no_progress).rows
+    config, result = run_eval_from_args(args, strategies=args.strategies, n=args.n, out=out)
+    rows = result.rows
     if args.difficulty:
         diff = Difficulty.load(args.difficulty)
     else:
