@@ -3,41 +3,15 @@ and only completed leaves returned (the reference also returns unfinished siblin
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
+from _search_fakes import Plan, by_step, texts
 
 from testtime import ValidationError
 from testtime.engines import ScriptedEngine
-from testtime.scorers import ScriptedScorer
 from testtime.strategies import DVTS, DVTSParams, get_strategy
 from testtime.tasks import Problem
 
 P = Problem(id="p1", question="q1", answer="7")
-
-
-class Plan:
-    """Sampled step k (numbered in row order) writes texts.get(k, f"s{k}"); steps in `final` end the solution;
-    greedy lookahead steps write L0, L1, ..."""
-
-    def __init__(self, texts=None, final=()):
-        self.texts, self.final = texts or {}, set(final)
-        self.k, self.look = itertools.count(), itertools.count()
-
-    def __call__(self, request, params, index):
-        if params.temperature == 0:
-            return f"L{next(self.look)}\n\nmore"
-        k = next(self.k)
-        text = self.texts.get(k, f"s{k}")
-        return text if k in self.final else text + "\n\nmore"
-
-
-def by_step(scores: dict[str, float], default: float = 0.0) -> ScriptedScorer:
-    return ScriptedScorer(lambda q, steps: [scores.get(s, default) for s in steps])
-
-
-def texts(call) -> list[str]:
-    return [t for req in call for t in req.candidates]
 
 
 def test_each_subtree_continues_from_its_best_child():
