@@ -294,3 +294,37 @@ def test_last_hidden_states_match_a_fresh_forward(engine):
     for row, m in enumerate([MSGS[1], MSGS[0]]):
         ids = engine.encode(Request(messages=m)) + batch.completion(row).token_ids[:-1]
         assert torch.allclose(hidden[row], engine.hidden_states([ids])[0][-1], atol=1e-4)
+
+
+def test_tracked_layers_are_read_at_the_last_fed_visible_token(engine):
+    """Tracked states are transformers' `hidden_states[i]` at each row's last fed token that shows text (where
+    step heads read), through reorders; untracked or out-of-range layers are refused by name."""
+    from testtime.engines._detok import IncrementalDetokenizer
+
+    batch = engine.start([Request(messages=m) for m in MSGS[:2]], SamplingParams(temperature=1.0, max_tokens=30, seed=5, ignore_eos=True))
+    batch.track_hidden_states([1, -1])
+    batch.advance(4)
+    batch.reorder([1, 0, 0])
+    batch.advance(5)
+    got = batch.last_hidden_states([1, -1])
+    C = engine.model.config.hidden_size
+    assert got.shape == (3, 2 * C)
+    skipped = 0
+    for row, m in enumerate([MSGS[1], MSGS[0], MSGS[0]]):
+        prompt = engine.encode(Request(messages=m))
+        gen = batch.completion(row).token_ids
+        detok = IncrementalDetokenizer(engine.tokenizer, prompt)
+        shows = [detok.push(t).strip() != "" for t in gen[:-1]]  # fed tokens: all but the newest
+        last = max((j for j, v in enumerate(shows) if v), default=None)
+        skipped += last != len(shows) - 1
+        ids = prompt + gen[: last + 1] if last is not None else prompt
+        with torch.no_grad():
+            hs = engine.model(input_ids=torch.tensor([ids], device=engine.device), output_hidden_states=True).hidden_states
+        assert torch.allclose(got[row, :C].float(), hs[1][0, -1].float(), rtol=1e-4, atol=1e-3)
+        assert torch.allclose(got[row, C:].float(), hs[-1][0, -1].float(), rtol=1e-4, atol=1e-3)
+    assert skipped >= 1  # at least one row's newest fed token was whitespace (seed chosen for it)
+    with pytest.raises(ValidationError, match=r"layer 0 is not tracked; call `track_hidden_states\(\[0\]\)`"):
+        batch.last_hidden_states([0])
+    L = engine.model.config.num_hidden_layers
+    with pytest.raises(ValidationError, match=rf"layer {L + 1} is out of range for a {L}-layer model"):
+        batch.track_hidden_states([L + 1])

@@ -7,7 +7,7 @@ import torch
 from _tiny import make_llama, make_tokenizer
 
 from testtime._errors import ScorerError
-from testtime.engines import Request, TransformersEngine
+from testtime.engines import Request, SamplingParams, TransformersEngine
 from testtime.scorers import PRMHead, PRMHeadScorer, ScoreRequest, load_scorer
 from testtime.scorers.prm_head import find_head, model_fingerprint, step_features, step_read_positions
 
@@ -97,3 +97,19 @@ def test_default_is_self_eval_without_a_head_and_wrong_heads_are_refused(engine,
         PRMHeadScorer(engine)
     with pytest.raises(ScorerError, match="train-prm"):
         PRMHead.load(tmp_path / "missing.safetensors")
+
+
+def test_live_hidden_scores_equal_text_scores_at_the_step_end(engine):
+    """A head on an inner layer scores a live row from the decode loop's states: continuing "...12." by one
+    token leaves the step's last visible token as the last fed one, so the live score is the text score of
+    the step, with no scorer tokens."""
+    head = _random_head(engine, layers=(1,), kind="logistic", seed=3)
+    scorer = PRMHeadScorer(engine, head=head)
+    partial = "5 + 7 = 12.\n\nSo 12."
+    batch = engine.start(Request(messages=MESSAGES, partial=partial), SamplingParams(temperature=1.0, max_tokens=4, seed=0, ignore_eos=True))
+    batch.track_hidden_states(scorer.hidden_layers)
+    batch.advance(1)
+    live = scorer.score_hidden(batch.last_hidden_states(scorer.hidden_layers))
+    text = scorer.score(ScoreRequest(question="q", messages=MESSAGES, candidates=[partial]))[0][0]
+    assert len(text) == 2 and live == pytest.approx([text[-1]], abs=1e-4)
+    assert scorer.usage.num_calls == 2 and scorer.usage.num_tokens == len(engine.encode(Request(messages=MESSAGES, partial=partial)))

@@ -66,3 +66,29 @@ def test_search_on_the_in_process_engine(engine, cls, params):
             for req in after:
                 for t in req.candidates:
                     assert any(t.startswith(p) and len(t) > len(p) for p in prev) or t in prev
+
+
+def test_steps_scored_from_the_live_hidden_states(engine):
+    """With a head on the generator the search scores every step from the decode loop's states: no scorer
+    tokens, one score per search step. The head here reads layer 0 (the embedding of the last fed token), so
+    every score must be the head's value on some vocabulary embedding: it was read from the live batch."""
+    import torch
+
+    from testtime.scorers import PRMHead, PRMHeadScorer
+    from testtime.scorers.prm_head import model_fingerprint
+
+    g = torch.Generator().manual_seed(5)
+    C = engine.model.config.hidden_size
+    head = PRMHead(layers=[0], mean=torch.zeros(C), std=torch.ones(C), w1=torch.randn(1, C, generator=g), b1=torch.zeros(1), meta={"model": model_fingerprint(engine.model)})
+    scorer = PRMHeadScorer(engine, head=head)
+    params = BeamSearchParams(n=4, beam_width=2, max_step_tokens=8, partial_scores="hidden")
+    (result,) = BeamSearch(engine, scorer, params=params, sampling=SAMPLING).solve(PROBLEMS[:1])
+    assert result.usage.num_scored_tokens == 0 and scorer.usage.num_tokens == 0
+    assert result.usage.num_scorer_calls == scorer.usage.num_calls >= 2
+    vocab_scores = head(engine.model.get_input_embeddings().weight.detach().float())
+    for c in result.candidates:
+        assert len(c.scores) >= 2 and c.score == c.scores[-1]
+        for s in c.scores:
+            assert (vocab_scores - s).abs().min() < 1e-5
+    with pytest.raises(Exception, match="cannot score lookahead text"):
+        BeamSearch(engine, scorer, params=BeamSearchParams(n=4, beam_width=2, lookahead=1, partial_scores="hidden"))

@@ -98,6 +98,9 @@ class TransformersLiveBatch:
         self.top_k = torch.zeros(0, dtype=torch.long, device=dev)
         self.top_p = torch.ones(0, device=dev)
         self.hidden: torch.Tensor | None = None  # (B, C) hidden state that produced each row's last token
+        self.capture: tuple[int, ...] = ()  # layers whose states the decode loop keeps (track_hidden_states)
+        self.layer_hidden: dict[int, torch.Tensor] = {}  # layer -> (B, C) at each row's last fed visible token
+        self.visible = torch.zeros(0, dtype=torch.bool, device=dev)  # (B,) does the pending token show text
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -165,8 +168,11 @@ class TransformersLiveBatch:
         self.temperature = torch.cat([self.temperature, torch.tensor([p.temperature for p in plist], device=dev)])
         self.top_k = torch.cat([self.top_k, torch.tensor([p.top_k for p in plist], dtype=torch.long, device=dev)])
         self.top_p = torch.cat([self.top_p, torch.tensor([p.top_p for p in plist], device=dev)])
+        self.visible = torch.cat([self.visible, torch.tensor([eng.tokenizer.decode([t]).strip() != "" for t in lasts], dtype=torch.bool, device=dev)])
         if self.hidden is not None:
             self.hidden = torch.cat([self.hidden, self.hidden.new_zeros(len(plist), self.hidden.shape[1])])
+        for i, h in self.layer_hidden.items():
+            self.layer_hidden[i] = torch.cat([h, h.new_zeros(len(plist), h.shape[1])])
         self._reorder_tensors(torch.tensor(expand, device=dev))
         self.rows.extend(new_rows)
         self._num_requests += len(reqs)
@@ -179,8 +185,10 @@ class TransformersLiveBatch:
         self.temperature = self.temperature[idx]
         self.top_k = self.top_k[idx]
         self.top_p = self.top_p[idx]
+        self.visible = self.visible[idx]
         if self.hidden is not None:
             self.hidden = self.hidden[idx]
+        self.layer_hidden = {i: h[idx] for i, h in self.layer_hidden.items()}
 
     def reorder(self, rows: Sequence[int]) -> None:
         rows = [int(r) for r in rows]
@@ -215,10 +223,18 @@ class TransformersLiveBatch:
         while any(active):
             act = torch.tensor(active, device=self.engine.device)
             u = torch.tensor([r.rng.random() if a else 0.0 for r, a in zip(self.rows, active)], device=self.engine.device)
-            logits, hidden = self.session.decode(self.pending, self.pos, act)  # (B, V), (B, C)
+            logits, hidden, captured = self.session.decode(self.pending, self.pos, act, self.capture)  # (B, V), (B, C)
             if self.hidden is None or self.hidden.shape != hidden.shape:
                 self.hidden = torch.zeros_like(hidden)
             self.hidden = torch.where(act[:, None], hidden, self.hidden)
+            if self.capture:
+                keep = (act & self.visible)[:, None]
+                L = self.engine.model.config.num_hidden_layers
+                for i in self.capture:
+                    h = hidden if i == L else captured[i]
+                    old = self.layer_hidden.get(i)
+                    self.layer_hidden[i] = torch.where(keep, h, old if old is not None and old.shape == h.shape else torch.zeros_like(h))
+            visible = self.visible.tolist()
             tokens, logprobs = sample(logits, self.temperature, self.top_k, self.top_p, u)
             self.pos += act
             self.pending = torch.where(act, tokens, self.pending)
@@ -239,7 +255,9 @@ class TransformersLiveBatch:
                     continue
                 row.token_ids.append(tok)
                 before = len(row.text)
-                row.text += row.detok.push(tok)
+                piece = row.detok.push(tok)
+                row.text += piece
+                visible[b] = piece.strip() != ""
                 o.text = row.text[start_len[b] :]
                 reason = self._check_stops(row, before, start_len[b], stop)
                 if reason is None and len(row.token_ids) >= row.params.max_tokens:
@@ -251,6 +269,7 @@ class TransformersLiveBatch:
                 if reason is not None:
                     o.reason = reason
                     active[b] = False
+            self.visible = torch.tensor(visible, dtype=torch.bool, device=self.engine.device)
         return out
 
     @staticmethod
@@ -282,13 +301,40 @@ class TransformersLiveBatch:
             stop_reason=r.stop_reason,
         )
 
-    def last_hidden_states(self) -> torch.Tensor:
-        """(B, C) final-norm hidden state of each row at the position that produced its last token (zeros for
-        rows that have not generated yet). At a step boundary this is the state from which the model chose to
-        end the step: a reward head on it scores the step without another forward pass."""
-        if self.hidden is None:
-            return torch.zeros(len(self.rows), 0)
-        return self.hidden.clone()
+    def _layer_index(self, layer: int) -> int:
+        """transformers' `hidden_states` numbering (0 embeddings, i after layer i, -1 or L the final norm) ->
+        0..L."""
+        L = self.engine.model.config.num_hidden_layers
+        if not isinstance(layer, int) or not -(L + 1) <= layer <= L:
+            raise ValidationError(f"hidden-state layer {layer!r} is out of range for a {L}-layer model (0..{L}, or negative from the end).", parameter="layers", value=layer)
+        return layer % (L + 1)
+
+    def track_hidden_states(self, layers: Sequence[int]) -> None:
+        """Keep these layers' hidden states (transformers' numbering) for every row from the next decode step
+        on, at the row's last fed token that shows text, so `last_hidden_states(layers)` can hand them to a
+        reward head. Costs one (B, C) select per layer per step."""
+        self.capture = tuple(sorted(set(self.capture) | {self._layer_index(layer) for layer in layers}))
+
+    def last_hidden_states(self, layers: Sequence[int] | None = None) -> torch.Tensor:
+        """Hidden states of each row, (B, C x len(layers)), zeros for rows with none yet.
+
+        `layers=None`: the final-norm state at the position that produced the row's last token (its last *fed*
+        token, one before the newest). With `layers` (tracked first with `track_hidden_states`), those layers,
+        concatenated, at the row's last fed token that shows text (not only whitespace): where step-level heads
+        read a step (`prm_head.step_read_positions`). At a step boundary that is the step's last visible
+        token whether the separator came as one token or two; at a finish, the answer's last visible token."""
+        if layers is None:
+            if self.hidden is None:
+                return torch.zeros(len(self.rows), self.engine.model.config.hidden_size, device=self.engine.device)
+            return self.hidden.clone()
+        parts = []
+        for layer in layers:
+            i = self._layer_index(layer)
+            if i not in self.capture:
+                raise ValidationError(f"layer {layer} is not tracked; call `track_hidden_states([{layer}])` before advancing the batch.", parameter="layers", value=layer)
+            h = self.layer_hidden.get(i)
+            parts.append(h.clone() if h is not None else torch.zeros(len(self.rows), self.engine.model.config.hidden_size, device=self.engine.device))
+        return torch.cat(parts, -1)
 
     def num_prompt_tokens(self, row: int) -> int:
         return self.rows[row].num_prompt_tokens

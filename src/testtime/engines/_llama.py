@@ -10,6 +10,8 @@ into one GEMM each and prepacked for oneDNN, and keys/values are written by colu
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 
@@ -155,9 +157,11 @@ class LlamaRunner:
         """Next-token logits (..., V) from final-norm hidden states."""
         return self.lm_head(hidden).float()
 
-    def decode(self, tokens: torch.Tensor, positions: torch.Tensor, cache: KVCache) -> tuple[torch.Tensor, torch.Tensor]:
-        """Feed one token per row (B,) at column `cache.col`; return next-token logits (B, V) and the final-norm
-        hidden states (B, C) they came from.
+    def decode(self, tokens: torch.Tensor, positions: torch.Tensor, cache: KVCache, capture: Sequence[int] = ()) -> tuple[torch.Tensor, torch.Tensor, dict[int, torch.Tensor]]:
+        """Feed one token per row (B,) at column `cache.col`; return next-token logits (B, V), the final-norm
+        hidden states (B, C) they came from, and the residual stream (B, C) after each layer in `capture`
+        (transformers' `hidden_states` numbering: 0 is the embeddings, i the output of layer i < L; the final-norm
+        state, number L, is the second return value). Reward heads on an inner layer read these without another forward pass.
 
         The caller sets `cache.valid[:, cache.col]` (False for rows idle this step) and advances `cache.col`.
         """
@@ -166,6 +170,7 @@ class LlamaRunner:
         x = self.embed[tokens][:, None]  # (B, 1, C)
         cos, sin = self._rope_tables(positions[:, None])
         mask = cache.live_valid()[:, None, None, : col + 1]  # (B, 1, 1, Tk)
+        captured = {0: x[:, 0]} if 0 in capture else {}
         for i, layer in enumerate(self.layers):
             q, k, v = self._qkv(layer, self._rms(x, layer.norm_attn), cos, sin)
             cache.k[i, :B, :, col] = k[:, :, 0]
@@ -177,5 +182,7 @@ class LlamaRunner:
             o = F.scaled_dot_product_attention(qg, K, V, attn_mask=mask)
             x = x + layer.o(o.reshape(B, 1, -1))
             x = self._mlp(layer, x)
+            if i + 1 in capture and i + 1 < len(self.layers):
+                captured[i + 1] = x[:, 0]
         hidden = self._rms(x[:, 0], self.norm)
-        return self.lm_head(hidden).float(), hidden
+        return self.lm_head(hidden).float(), hidden, captured

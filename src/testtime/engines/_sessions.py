@@ -10,6 +10,8 @@ every step is the same operation and nothing is computed for rows that are then 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from ._llama import LlamaRunner
@@ -82,14 +84,15 @@ class NativeSession:
     def reserve(self, steps: int) -> None:
         self.cache.ensure_capacity(cols=self.cache.col + steps)
 
-    def decode(self, tokens: torch.Tensor, positions: torch.Tensor, active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits (B, V) and final-norm hidden states (B, C) after feeding one token per row."""
+    def decode(self, tokens: torch.Tensor, positions: torch.Tensor, active: torch.Tensor, capture: Sequence[int] = ()):
+        """Logits (B, V), final-norm hidden states (B, C) and {layer: (B, C)} for the `capture` layers after
+        feeding one token per row."""
         self.cache.ensure_capacity(cols=self.cache.col + 1)
         self.cache.valid[: self.cache.num_rows, self.cache.col] = active
-        logits, hidden = self.runner.decode(tokens, positions, self.cache)
+        out = self.runner.decode(tokens, positions, self.cache, capture)
         self.cache.col += 1
         self.num_forwards += 1
-        return logits, hidden
+        return out
 
     def reorder(self, rows: torch.Tensor) -> None:
         self.cache.reorder(rows)
@@ -138,7 +141,7 @@ class HFSession:
     def reserve(self, steps: int) -> None:
         pass  # DynamicCache grows on its own
 
-    def decode(self, tokens: torch.Tensor, positions: torch.Tensor, active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def decode(self, tokens: torch.Tensor, positions: torch.Tensor, active: torch.Tensor, capture: Sequence[int] = ()):
         self.valid = torch.cat([self.valid, active[:, None]], 1)
         out = self.model(
             input_ids=tokens[:, None],
@@ -149,7 +152,8 @@ class HFSession:
             output_hidden_states=True,
         )
         self.num_forwards += 1
-        return out.logits[:, -1].float(), out.hidden_states[-1][:, -1]
+        hs = out.hidden_states  # L + 1 entries; the last is after the final norm
+        return out.logits[:, -1].float(), hs[-1][:, -1], {i: hs[i][:, -1] for i in capture}
 
     def reorder(self, rows: torch.Tensor) -> None:
         if self.cache.get_seq_length() > 0:

@@ -222,6 +222,19 @@ class PRMHeadScorer:
         self.batch_size = batch_size
         self.usage = ScorerUsage()
 
+    @property
+    def hidden_layers(self) -> list[int]:
+        """The generator layers the head reads: a live batch that tracks them can be scored by `score_hidden`."""
+        return list(self.head.layers)
+
+    def score_hidden(self, features: torch.Tensor) -> list[float]:
+        """Head scores of (N, F) hidden states taken from the generator's own decode loop
+        (`LiveBatch.last_hidden_states(self.hidden_layers)`): no token goes through the model again, so the
+        usage counts a call and no tokens. At a step boundary the live state is the step's last visible token,
+        the position `score` reads for that step."""
+        self.usage.num_calls += 1
+        return self.head(features.float().cpu()).tolist()
+
     def score(self, requests: ScoreRequest | Sequence[ScoreRequest]) -> list[list[list[float]]]:
         reqs = as_request_list(requests)
         self.usage.num_calls += 1

@@ -40,6 +40,7 @@ from ._base import (
     problem_seed,
     to_candidate,
 )
+from ._live_scores import PARTIAL_SCORES, live_scorer
 from ._select import best_of_n, majority_vote, weighted_vote
 from ._types import Candidate, SolveResult, Usage
 
@@ -79,6 +80,11 @@ class StepSearchParams:
     """Steps per path at most; the last one generates to the end of the solution. >= 1."""
     max_rows: int = 0
     """Rows decoded together across problems; 0 uses the engine's `max_batch_size` (64 if it has none)."""
+    partial_scores: str = "auto"
+    """How each step is scored: "text" (the scorer reads prompt and path), "hidden" (a head on the generator,
+    like the built-in PRM, reads the live batch's hidden states: no extra forward pass), or "auto" (hidden
+    when the scorer and engine allow it and there is no lookahead). From hidden states a path's scores are one
+    per search step, read at its last fed token (a step cut by `max_step_tokens` is scored where it was cut)."""
 
     def __post_init__(self) -> None:
         check(isinstance(self.n, int) and self.n >= 1, f"`n` must be an integer >= 1, got {self.n!r}.", parameter="n", value=self.n)
@@ -88,6 +94,7 @@ class StepSearchParams:
         check(isinstance(self.step_tokens, int) and self.step_tokens >= 0, f"`step_tokens` must be an integer >= 0 (0: split at `step_separator`), got {self.step_tokens!r}.", parameter="step_tokens", value=self.step_tokens)
         check(isinstance(self.max_step_tokens, int) and self.max_step_tokens >= 0, f"`max_step_tokens` must be an integer >= 0 (0: no cap), got {self.max_step_tokens!r}.", parameter="max_step_tokens", value=self.max_step_tokens)
         check(isinstance(self.max_iterations, int) and self.max_iterations >= 1, f"`max_iterations` must be an integer >= 1, got {self.max_iterations!r}.", parameter="max_iterations", value=self.max_iterations)
+        check(self.partial_scores in PARTIAL_SCORES, f"`partial_scores` must be one of {', '.join(PARTIAL_SCORES)}, got {self.partial_scores!r}.", parameter="partial_scores", value=self.partial_scores)
         check(isinstance(self.max_rows, int) and self.max_rows >= 0, f"`max_rows` must be an integer >= 0 (0: the engine's batch size), got {self.max_rows!r}.", parameter="max_rows", value=self.max_rows)
 
 
@@ -136,6 +143,7 @@ class SearchState:
 class _Node:
     problem: int  # index into the solve call's problem list
     tag: int
+    scores: list[float] = field(default_factory=list)  # per-step scores so far (kept for hidden-state scoring)
 
 
 @dataclass
@@ -188,6 +196,13 @@ class StepSearch(Strategy):
         if isinstance(params, SamplingStrategyParams):  # `testtime solve` passes these: keep n and reduction
             params = self.params_class(n=params.n, reduction=params.reduction)
         self.params = params or self.params_class()
+        check(
+            not (self.lookahead > 0 and self.params.partial_scores == "hidden"),
+            "`partial_scores='hidden'` cannot score lookahead text (it is generated in a separate batch); use 'text' or 'auto' with `lookahead`.",
+            parameter="partial_scores",
+            value="hidden",
+        )
+        self._live = None  # set per live batch by `live_scorer`
 
     # -- what subclasses define ------------------------------------------------------------------------
     def check_budget(self, n: int) -> None:
@@ -225,6 +240,7 @@ class StepSearch(Strategy):
         while queue or nodes:
             if not nodes:
                 batch = self.engine.start()
+                self._live = None if self.lookahead > 0 else live_scorer(self.scorer, self.engine, batch, self.params.partial_scores)
             admit, rows = [], len(nodes)
             while queue and getattr(batch, "supports_add", True) and (rows + n <= max_rows or (rows == 0 and not admit)):
                 admit.append(queue.popleft())
@@ -297,7 +313,7 @@ class StepSearch(Strategy):
             for b in bs:
                 completions[b] = batch.completion(b)
         extra = self._lookahead([b for p in ready if not self._is_final(states[p]) for b in groups[p] if not completions[b].finished], nodes, completions, states, ledger)
-        scored = self._score(ready, groups, completions, extra, states, ledger)
+        scored = self._score(ready, groups, nodes, completions, extra, states, ledger)
         order, new_nodes = [], []
         for p, bs in groups.items():
             if p not in ready:
@@ -312,7 +328,7 @@ class StepSearch(Strategy):
                 if not keep and bar is not None:
                     bar.update(1)
             order += keep
-            new_nodes += [replace(nodes[b]) for b in keep]
+            new_nodes += [replace(nodes[b], scores=list(scored.get(b, nodes[b].scores))) for b in keep]
         if order != list(range(len(nodes))):
             batch.reorder(order)
         return new_nodes
@@ -359,10 +375,19 @@ class StepSearch(Strategy):
         ledger.charge_prefill(self.engine.usage.num_prefill_tokens - before, weights)
         return dict(zip(owners, texts, strict=True))
 
-    def _score(self, ready: list[int], groups: dict[int, list[int]], completions: dict[int, Completion], extra: dict[int, str], states: list[SearchState], ledger: _Ledger) -> dict[int, list[float]]:
-        """Per-step scores of every row of the ready problems (path text plus lookahead): one scorer call."""
+    def _score(self, ready: list[int], groups: dict[int, list[int]], nodes: list[_Node], completions: dict[int, Completion], extra: dict[int, str], states: list[SearchState], ledger: _Ledger) -> dict[int, list[float]]:
+        """Per-step scores of every row of the ready problems (path text plus lookahead): one scorer call, or
+        one head product on the live batch's hidden states (the path's earlier scores plus this step's)."""
         if not ready:
             return {}
+        if self._live is not None:
+            rows = [b for p in ready for b in groups[p]]
+            before = self.scorer.usage.copy()
+            scores = dict(zip(rows, self._live(rows), strict=True))
+            delta = self.scorer.usage - before
+            for p in ready:
+                ledger.usages[p].num_scorer_calls += delta.num_calls
+            return {b: nodes[b].scores + [scores[b]] for b in rows}
         requests = []
         weights = {}
         for p in ready:

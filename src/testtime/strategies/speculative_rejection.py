@@ -21,8 +21,9 @@ P prompt tokens until each row has B / R - P new tokens; rejecting half the rows
 The trade-off: a text scorer re-reads prompt + partial answer for every live candidate at every decision
 point. When prompts are long and answers short (the few-shot arith prompts: ~500 prompt tokens, ~50 answer
 tokens), that scoring can cost more than rejection saves (BENCHMARKS.md has the numbers). A scorer that is a
-head on the generator's final hidden state avoids it: partial answers are scored from the states the decode
-loop already computed (`partial_scores`).
+head on the generator's own hidden states (the built-in PRM head, any layer) avoids it: the live batch keeps
+the layers the head reads and partial answers are scored from the states the decode loop already computed
+(`partial_scores`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from ..grading import extract_answer
 from ..scorers import REDUCTIONS, STEP_SEPARATOR, Scorer, ScoreRequest, reduce_scores
 from ..tasks import Problem
 from ._base import DEFAULT_SAMPLING, Strategy, as_problem_list, problem_seed, split_usage
+from ._live_scores import PARTIAL_SCORES, live_scorer
 from ._select import best_of_n, weighted_vote
 from ._types import Candidate, SolveResult
 
@@ -65,7 +67,6 @@ DEFAULT_MEMORY_FRACTION = 0.5
 """Share of free device memory `kv_budget="auto"` gives the KV cache (the rest: weights, activations, scorer)."""
 DEFAULT_MAX_STEP_TOKENS = 64
 SELECTIONS = ("auto", "best", "weighted")
-PARTIAL_SCORES = ("auto", "text", "hidden")
 
 
 @dataclass
@@ -266,6 +267,7 @@ class SpeculativeRejection(Strategy):
                 value=kv,
             )
         batch = self.engine.start(requests, params)
+        score_hidden = live_scorer(self.scorer, self.engine, batch, self.params.partial_scores)
         origin = [(r // n, r % n) for r in range(len(batch))]  # row -> (problem, candidate); start keeps request order
         cands = [[Candidate(index=j) for j in range(n)] for _ in problems]
         rounds: list[list[Round]] = [[] for _ in problems]
@@ -281,7 +283,7 @@ class SpeculativeRejection(Strategy):
             # One scorer call per round: finished candidates get their final score, live ones a partial one.
             texts = [batch.completion(r) for r in range(len(batch))]
             rows_of = [[r for r in range(len(batch)) if origin[r][0] == i] for i in range(len(problems))]
-            scores = self._score_round(batch, problems, rows_of, texts, steps, scored_chars)
+            scores = self._score_round(score_hidden, problems, rows_of, texts, steps, scored_chars)
             keep: list[int] = []
             for i, (p, rows) in enumerate(zip(problems, rows_of)):
                 if not rows:
@@ -322,40 +324,18 @@ class SpeculativeRejection(Strategy):
             self.rounds[p.id] = rs
         return results
 
-    def _hidden_scorer(self, batch):
-        """A function scoring (B, C) final-norm hidden states, when the scorer and engine allow it, else None.
-
-        Scorers may provide `score_hidden(hidden)`; a PRM head that reads only the final-norm state (layers
-        [-1], like `PRMHeadScorer.head`) gets one here, since that state is what the live batch keeps."""
-        fn = getattr(self.scorer, "score_hidden", None)
-        head = getattr(self.scorer, "head", None)
-        if fn is None and callable(head) and list(getattr(head, "layers", [])) == [-1]:
-            fn = lambda h: head(h).tolist()  # noqa: E731
-        how = self.params.partial_scores
-        if fn is None or not hasattr(batch, "last_hidden_states"):
-            if how == "hidden":
-                raise ValidationError(
-                    f"`partial_scores='hidden'` needs a scorer with `score_hidden` (a head on the generator's final hidden state) and the in-process engine; got {type(self.scorer).__name__} on {self.engine!r}.",
-                    parameter="partial_scores",
-                    value=how,
-                )
-            return None
-        return None if how == "text" else fn
-
-    def _score_round(self, batch, problems, rows_of, texts, steps, scored_chars) -> dict[int, list[float]]:
+    def _score_round(self, score_hidden, problems, rows_of, texts, steps, scored_chars) -> dict[int, list[float]]:
         """Scores of every row: final ones for finished rows, partial ones for live rows; one scorer call.
 
-        With a scorer that reads the generator's final hidden state (`score_hidden`), live rows are scored from
+        With a scorer that reads the generator's hidden states (`score_hidden`), live rows are scored from
         the hidden state the decode loop already computed, at the row's last fed token (one token before the
         newest), so partial scoring pushes no tokens through any model. Finished rows always get the scorer's
         full-text score, so final rewards are on the same scale as best-of-N's.
         """
-        score_hidden = self._hidden_scorer(batch)
         live = [r for r in range(len(texts)) if not steps[r].finished]
         out: dict[int, list[float]] = {}
         if score_hidden is not None and live:
-            h = batch.last_hidden_states()[live].float().cpu()  # (B_live, C), where scorer heads live
-            out.update({r: [float(s)] for r, s in zip(live, score_hidden(h))})
+            out.update({r: [float(s)] for r, s in zip(live, score_hidden(live))})
         text_rows = [[r for r in rows if r not in out] for rows in rows_of]
         reqs, which = [], []
         for i, (p, rows) in enumerate(zip(problems, text_rows)):
