@@ -82,6 +82,11 @@ class _Row:
         )
 
 
+def _put(full: torch.Tensor, rows: torch.Tensor | None, values: torch.Tensor) -> torch.Tensor:
+    """`full` with `values` written at `rows` (all rows when None)."""
+    return values if rows is None else full.index_copy(0, rows, values.to(full.dtype))
+
+
 class TransformersLiveBatch:
     """`LiveBatch` over a model session (`NativeSession` or `HFSession`); made by `TransformersEngine.start`."""
 
@@ -222,24 +227,32 @@ class TransformersLiveBatch:
         eos = self.engine.eos_ids
         while any(active):
             act = torch.tensor(active, device=self.engine.device)
-            u = torch.tensor([r.rng.random() if a else 0.0 for r, a in zip(self.rows, active)], device=self.engine.device)
-            logits, hidden, captured = self.session.decode(self.pending, self.pos, act, self.capture)  # (B, V), (B, C)
-            if self.hidden is None or self.hidden.shape != hidden.shape:
-                self.hidden = torch.zeros_like(hidden)
-            self.hidden = torch.where(act[:, None], hidden, self.hidden)
+            # Paused and finished rows are left out of the GEMMs and the sampling (mid-search most rows of a
+            # batch may be waiting for the longest step of their problem).
+            idx = None if all(active) else act.nonzero()[:, 0]
+            u = torch.tensor([r.rng.random() for r, a in zip(self.rows, active) if a], device=self.engine.device)
+            logits, hidden, captured = self.session.decode(self.pending, self.pos, act, self.capture, idx)  # (Ba, V), (Ba, C)
+            if self.hidden is None or self.hidden.shape != (len(self.rows), hidden.shape[1]):
+                self.hidden = hidden.new_zeros(len(self.rows), hidden.shape[1])
+            self.hidden = _put(self.hidden, idx, hidden)
             if self.capture:
-                keep = (act & self.visible)[:, None]
+                shows = self.visible if idx is None else self.visible[idx]
                 L = self.engine.model.config.num_hidden_layers
                 for i in self.capture:
                     h = hidden if i == L else captured[i]
                     old = self.layer_hidden.get(i)
-                    self.layer_hidden[i] = torch.where(keep, h, old if old is not None and old.shape == h.shape else torch.zeros_like(h))
-            visible = self.visible.tolist()
-            tokens, logprobs = sample(logits, self.temperature, self.top_k, self.top_p, u)
+                    if old is None or old.shape != self.hidden.shape:
+                        old = torch.zeros_like(self.hidden)
+                    self.layer_hidden[i] = _put(old, idx, torch.where(shows[:, None], h, old if idx is None else old[idx]))
+            sel = slice(None) if idx is None else idx
+            tokens, logprobs = sample(logits, self.temperature[sel], self.top_k[sel], self.top_p[sel], u)
             self.pos += act
-            self.pending = torch.where(act, tokens, self.pending)
+            self.pending = _put(self.pending, idx, tokens)
             self.usage.num_forward_passes += 1
             self.usage.num_decoded_tokens += len(self.rows)
+            tokens = _put(torch.zeros_like(self.pending), idx, tokens)
+            logprobs = _put(torch.zeros(len(self.rows), device=logprobs.device), idx, logprobs)
+            visible = self.visible.tolist()
             for b, (tok, lp) in enumerate(zip(tokens.tolist(), logprobs.tolist())):  # the one host sync
                 if not active[b]:
                     continue

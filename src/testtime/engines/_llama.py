@@ -157,30 +157,48 @@ class LlamaRunner:
         """Next-token logits (..., V) from final-norm hidden states."""
         return self.lm_head(hidden).float()
 
-    def decode(self, tokens: torch.Tensor, positions: torch.Tensor, cache: KVCache, capture: Sequence[int] = ()) -> tuple[torch.Tensor, torch.Tensor, dict[int, torch.Tensor]]:
-        """Feed one token per row (B,) at column `cache.col`; return next-token logits (B, V), the final-norm
-        hidden states (B, C) they came from, and the residual stream (B, C) after each layer in `capture`
-        (transformers' `hidden_states` numbering: 0 is the embeddings, i the output of layer i < L; the final-norm
-        state, number L, is the second return value). Reward heads on an inner layer read these without another forward pass.
+    def decode(
+        self,
+        tokens: torch.Tensor,
+        positions: torch.Tensor,
+        cache: KVCache,
+        capture: Sequence[int] = (),
+        rows: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[int, torch.Tensor]]:
+        """Feed one token per row (B,) at column `cache.col`; return next-token logits, the final-norm hidden
+        states they came from, and the residual stream after each layer in `capture` (transformers'
+        `hidden_states` numbering: 0 is the embeddings, i the output of layer i < L; the final-norm state,
+        number L, is the second return value). Reward heads on an inner layer read these without another pass.
 
-        The caller sets `cache.valid[:, cache.col]` (False for rows idle this step) and advances `cache.col`.
+        `rows` (indices, increasing) restricts the work to those rows: outputs are (len(rows), ...). Rows left
+        out (paused mid-search, finished) cost no GEMM, only their share of the attention call; their column is
+        masked, so what is written there is never read. The caller sets `cache.valid[:, cache.col]` (False for
+        rows idle this step) and advances `cache.col`.
         """
-        B = tokens.shape[0]
+        B = cache.num_rows
         col = cache.col
-        x = self.embed[tokens][:, None]  # (B, 1, C)
-        cos, sin = self._rope_tables(positions[:, None])
+        sub = rows is not None and rows.shape[0] < B
+        x = self.embed[tokens[rows] if sub else tokens][:, None]  # (Ba, 1, C)
+        cos, sin = self._rope_tables((positions[rows] if sub else positions)[:, None])
         mask = cache.live_valid()[:, None, None, : col + 1]  # (B, 1, 1, Tk)
         captured = {0: x[:, 0]} if 0 in capture else {}
         for i, layer in enumerate(self.layers):
             q, k, v = self._qkv(layer, self._rms(x, layer.norm_attn), cos, sin)
-            cache.k[i, :B, :, col] = k[:, :, 0]
-            cache.v[i, :B, :, col] = v[:, :, 0]
+            if sub:
+                cache.k[i, rows, :, col] = k[:, :, 0]
+                cache.v[i, rows, :, col] = v[:, :, 0]
+                q = q.new_zeros(B, *q.shape[1:]).index_copy_(0, rows, q)
+            else:
+                cache.k[i, :B, :, col] = k[:, :, 0]
+                cache.v[i, :B, :, col] = v[:, :, 0]
             K, V = cache.layer(i)  # (B, KVH, Tk, D) views
             # One query token: fold the query heads of each KV group into the query-length axis, so grouped
             # attention needs no repeat of K/V: q (B, KVH, G, D) against K (B, KVH, Tk, D).
             qg = q.reshape(B, self.num_kv_heads, self.group, self.head_dim)
             o = F.scaled_dot_product_attention(qg, K, V, attn_mask=mask)
-            x = x + layer.o(o.reshape(B, 1, -1))
+            if sub:
+                o = o[rows]
+            x = x + layer.o(o.reshape(x.shape[0], 1, -1))
             x = self._mlp(layer, x)
             if i + 1 in capture and i + 1 < len(self.layers):
                 captured[i + 1] = x[:, 0]

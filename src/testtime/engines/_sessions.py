@@ -84,12 +84,12 @@ class NativeSession:
     def reserve(self, steps: int) -> None:
         self.cache.ensure_capacity(cols=self.cache.col + steps)
 
-    def decode(self, tokens: torch.Tensor, positions: torch.Tensor, active: torch.Tensor, capture: Sequence[int] = ()):
+    def decode(self, tokens: torch.Tensor, positions: torch.Tensor, active: torch.Tensor, capture: Sequence[int] = (), rows: torch.Tensor | None = None):
         """Logits (B, V), final-norm hidden states (B, C) and {layer: (B, C)} for the `capture` layers after
-        feeding one token per row."""
+        feeding one token per row; with `rows` (the active rows' indices) only those rows, (len(rows), ...)."""
         self.cache.ensure_capacity(cols=self.cache.col + 1)
         self.cache.valid[: self.cache.num_rows, self.cache.col] = active
-        out = self.runner.decode(tokens, positions, self.cache, capture)
+        out = self.runner.decode(tokens, positions, self.cache, capture, rows)
         self.cache.col += 1
         self.num_forwards += 1
         return out
@@ -141,7 +141,7 @@ class HFSession:
     def reserve(self, steps: int) -> None:
         pass  # DynamicCache grows on its own
 
-    def decode(self, tokens: torch.Tensor, positions: torch.Tensor, active: torch.Tensor, capture: Sequence[int] = ()):
+    def decode(self, tokens: torch.Tensor, positions: torch.Tensor, active: torch.Tensor, capture: Sequence[int] = (), rows: torch.Tensor | None = None):
         self.valid = torch.cat([self.valid, active[:, None]], 1)
         out = self.model(
             input_ids=tokens[:, None],
@@ -153,7 +153,8 @@ class HFSession:
         )
         self.num_forwards += 1
         hs = out.hidden_states  # L + 1 entries; the last is after the final norm
-        return out.logits[:, -1].float(), hs[-1][:, -1], {i: hs[i][:, -1] for i in capture}
+        pick = slice(None) if rows is None else rows  # every row is computed here; return the asked ones
+        return out.logits[pick, -1].float(), hs[-1][pick, -1], {i: hs[i][pick, -1] for i in capture}
 
     def reorder(self, rows: torch.Tensor) -> None:
         if self.cache.get_seq_length() > 0:

@@ -153,7 +153,8 @@ class EngineUsage:
     num_generated_tokens: int = 0
     """Tokens sampled and kept."""
     num_decoded_tokens: int = 0
-    """Row-steps through the decode forward, including rows that were idle in a step (padding waste)."""
+    """Row-steps of the decode loop, including rows idle in a step (they skip the GEMMs but still sit in the
+    attention call): generated / decoded is the batch's utilization."""
     num_forward_passes: int = 0
     """Model calls (prefill chunks and decode steps)."""
     num_calls: int = 0
