@@ -60,20 +60,28 @@ class KVCache:
         return self.valid[: self.num_rows]
 
     def _resize(self, rows: int, cols: int, shift: int = 0) -> None:
-        """Reallocate to (rows, cols) capacity, moving content `shift` columns to the right."""
-        R, C = self.row_capacity, self.capacity
-        pad_k = (0, 0, shift, cols - C - shift, 0, 0, 0, rows - R)
-        self.k = F.pad(self.k, pad_k)
-        self.v = F.pad(self.v, pad_k)
-        self.valid = F.pad(self.valid, (shift, cols - C - shift, 0, rows - R))
+        """Reallocate to (rows, cols) capacity, moving content `shift` columns to the right. Only live rows and
+        written columns are copied: after rejections most row slots of a big batch are dead, and copying them
+        (or padding the whole buffer) costs seconds at hundreds of rows."""
+        L, _, KVH, _, D = self.k.shape
+        B, c = self.num_rows, self.col
+        k = self.k.new_zeros(L, rows, KVH, cols, D)
+        v = self.v.new_zeros(L, rows, KVH, cols, D)
+        valid = self.valid.new_zeros(rows, cols)
+        k[:, :B, :, shift : shift + c] = self.k[:, :B, :, :c]
+        v[:, :B, :, shift : shift + c] = self.v[:, :B, :, :c]
+        valid[:B, shift : shift + c] = self.valid[:B, :c]
+        self.k, self.v, self.valid = k, v, valid
         self.col += shift
 
     def ensure_capacity(self, cols: int = 0, rows: int = 0) -> None:
-        """Room for `cols` columns and `rows` rows, growing by at least half to amortize the copy."""
+        """Room for `cols` columns and `rows` rows, growing by at least half to amortize the copy; a reallocation
+        keeps at most half again the live rows' slots (dead slots left by dropped rows are not carried)."""
         C, R = self.capacity, self.row_capacity
         if cols > C or rows > R:
             new_c = max(cols, C + C // 2) if cols > C else C
-            new_r = max(rows, R + R // 2) if rows > R else R
+            live = self.num_rows + self.num_rows // 2
+            new_r = max(rows, R + R // 2) if rows > R else max(min(R, live), rows, 1)
             self._resize(new_r, new_c)
 
     def reorder(self, rows: torch.Tensor) -> None:

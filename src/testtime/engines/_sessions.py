@@ -24,6 +24,11 @@ forwards fall out of cache: 8 prompts of ~550 tokens prefilled at 295 tok/s in o
 prompt per forward (2 cores, fp32)."""
 
 
+COMPACT_HOLE_FRACTION = 0.5
+"""Compact the KV cache at the start of an advance once this share of its used columns are holes (idle steps
+of paused rows, padding, dropped history): a compaction costs about two decode steps' worth of attention reads."""
+
+
 def _prefill_budget(device: torch.device) -> int:
     return PREFILL_TOKENS_PER_FORWARD.get(device.type, 4096)
 
@@ -98,8 +103,8 @@ class NativeSession:
         self.cache.reorder(rows)
 
     def maybe_compact(self) -> None:
-        # Attention cost grows with the column count; squeeze holes once they are most of it.
-        if self.cache.col >= 64 and self.cache.hole_fraction() > 0.5:
+        # Attention cost grows with the column count; squeeze holes once they are a large share of it.
+        if self.cache.col >= 64 and self.cache.hole_fraction() > COMPACT_HOLE_FRACTION:
             self.cache.compact()
 
 
