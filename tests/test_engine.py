@@ -328,3 +328,28 @@ def test_tracked_layers_are_read_at_the_last_fed_visible_token(engine):
     L = engine.model.config.num_hidden_layers
     with pytest.raises(ValidationError, match=rf"layer {L + 1} is out of range for a {L}-layer model"):
         batch.track_hidden_states([L + 1])
+
+
+@pytest.mark.parametrize("max_runs", [16, 0], ids=["runs", "one-call"])
+def test_decoding_a_subset_of_rows_matches_decoding_all(engine, monkeypatch, max_runs):
+    """Idle rows left out of the decode (their own attention runs, or one masked call when too fragmented)
+    change nothing for the active rows."""
+    from testtime.engines import _llama
+    from testtime.engines._sessions import NativeSession
+
+    if engine.runner is None:
+        pytest.skip("native runner only")
+    monkeypatch.setattr(_llama, "MAX_ATTENTION_RUNS", max_runs)
+    prompts = [engine.encode(Request(messages=m))[:-1] for m in MSGS[:2]] * 3  # 6 rows
+    full, part = NativeSession(engine.runner), NativeSession(engine.runner)
+    full.add_rows(prompts)
+    part.add_rows(prompts)
+    tokens = torch.tensor([5, 6, 7, 8, 9, 10], device=engine.device)
+    pos = torch.tensor([len(p) for p in prompts], device=engine.device)
+    rows = torch.tensor([0, 2, 3, 5], device=engine.device)
+    active = torch.zeros(6, dtype=torch.bool, device=engine.device)
+    active[rows] = True
+    want, want_h, _ = full.decode(tokens, pos, torch.ones(6, dtype=torch.bool, device=engine.device))
+    got, got_h, _ = part.decode(tokens, pos, active, (), rows)
+    assert got.shape == (4, want.shape[1])
+    assert torch.allclose(got, want[rows], rtol=1e-4, atol=1e-4) and torch.allclose(got_h, want_h[rows], rtol=1e-4, atol=1e-4)

@@ -171,36 +171,60 @@ class LlamaRunner:
         number L, is the second return value). Reward heads on an inner layer read these without another pass.
 
         `rows` (indices, increasing) restricts the work to those rows: outputs are (len(rows), ...). Rows left
-        out (paused mid-search, finished) cost no GEMM, only their share of the attention call; their column is
-        masked, so what is written there is never read. The caller sets `cache.valid[:, cache.col]` (False for
-        rows idle this step) and advances `cache.col`.
+        out (paused mid-search, finished) cost no GEMM; attention runs on the contiguous runs of kept rows
+        (views of the cache, no copy), so they cost no attention either unless the runs are too fragmented
+        (then one call over all rows). Their column is masked, so what is written there is never read. The
+        caller sets `cache.valid[:, cache.col]` (False for rows idle this step) and advances `cache.col`.
         """
         B = cache.num_rows
         col = cache.col
         sub = rows is not None and rows.shape[0] < B
+        runs = _runs(rows.tolist()) if sub else [(0, B)]
+        split = not sub or len(runs) <= MAX_ATTENTION_RUNS
         x = self.embed[tokens[rows] if sub else tokens][:, None]  # (Ba, 1, C)
         cos, sin = self._rope_tables((positions[rows] if sub else positions)[:, None])
-        mask = cache.live_valid()[:, None, None, : col + 1]  # (B, 1, 1, Tk)
+        valid = cache.live_valid()[:, None, None, : col + 1]  # (B, 1, 1, Tk)
         captured = {0: x[:, 0]} if 0 in capture else {}
         for i, layer in enumerate(self.layers):
             q, k, v = self._qkv(layer, self._rms(x, layer.norm_attn), cos, sin)
             if sub:
                 cache.k[i, rows, :, col] = k[:, :, 0]
                 cache.v[i, rows, :, col] = v[:, :, 0]
-                q = q.new_zeros(B, *q.shape[1:]).index_copy_(0, rows, q)
             else:
                 cache.k[i, :B, :, col] = k[:, :, 0]
                 cache.v[i, :B, :, col] = v[:, :, 0]
             K, V = cache.layer(i)  # (B, KVH, Tk, D) views
             # One query token: fold the query heads of each KV group into the query-length axis, so grouped
-            # attention needs no repeat of K/V: q (B, KVH, G, D) against K (B, KVH, Tk, D).
-            qg = q.reshape(B, self.num_kv_heads, self.group, self.head_dim)
-            o = F.scaled_dot_product_attention(qg, K, V, attn_mask=mask)
-            if sub:
-                o = o[rows]
+            # attention needs no repeat of K/V: q (Ba, KVH, G, D) against K (Ba, KVH, Tk, D).
+            qg = q.reshape(q.shape[0], self.num_kv_heads, self.group, self.head_dim)
+            if split:
+                outs, at = [], 0
+                for s, e in runs:
+                    outs.append(F.scaled_dot_product_attention(qg[at : at + e - s], K[s:e], V[s:e], attn_mask=valid[s:e]))
+                    at += e - s
+                o = outs[0] if len(outs) == 1 else torch.cat(outs)
+            else:
+                full = qg.new_zeros(B, *qg.shape[1:]).index_copy_(0, rows, qg)
+                o = F.scaled_dot_product_attention(full, K, V, attn_mask=valid)[rows]
             x = x + layer.o(o.reshape(x.shape[0], 1, -1))
             x = self._mlp(layer, x)
             if i + 1 in capture and i + 1 < len(self.layers):
                 captured[i + 1] = x[:, 0]
         hidden = self._rms(x[:, 0], self.norm)
         return self.lm_head(hidden).float(), hidden, captured
+
+
+MAX_ATTENTION_RUNS = 16
+"""Attention over at most this many contiguous runs of active rows, one call each; more fragmented batches
+make one call over every row (per-call overhead would eat what skipping idle rows saves)."""
+
+
+def _runs(rows: list[int]) -> list[tuple[int, int]]:
+    """Increasing row indices -> maximal [start, end) runs of consecutive ones."""
+    out: list[tuple[int, int]] = []
+    for r in rows:
+        if out and out[-1][1] == r:
+            out[-1] = (out[-1][0], r + 1)
+        else:
+            out.append((r, r + 1))
+    return out
