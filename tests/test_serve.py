@@ -306,3 +306,23 @@ def test_sampling_fields_reach_the_engine(server):
     request, params = server.backend.engine.calls[-1]
     assert request.messages == ask("fields") and params.n == 3
     assert (params.temperature, params.top_p, params.max_tokens, params.stop, params.ignore_eos) == (0.3, 0.9, 77, ["\n\nEnd"], True)
+
+
+def test_optimal_needs_a_policy_and_dispatches_with_one():
+    from testtime.strategies.optimal import Policy, PolicyEntry
+
+    policy = Policy(entries=[PolicyEntry(level=lv, n=4, strategy="bon") for lv in range(1, 6)], edges=[0.2, 0.4, 0.6, 0.8], num_probe=4)
+    backend = Backend()
+    with_policy, without = start(backend, scorer(), policy=policy), start(backend, scorer())
+    try:
+        # Probe 4 samples (answers 5, 3, 5, 7), any predicted level -> best-of-N reusing them: "7" scores best,
+        # where the server's default (majority) would answer "5".
+        r = client(with_policy).chat.completions.create(model="tt", messages=ask(), extra_body={"strategy": "optimal", "budget": 6})
+        assert "\\boxed{7}" in r.choices[0].message.content
+        bad = post(without, {"model": "tt", "messages": ask(), "strategy": "optimal"})
+        assert bad.status_code == 400 and "start it with --policy FILE" in bad.json()["error"]["message"]
+    finally:
+        with_policy.stop()
+        without.stop()
+    with pytest.raises(ValidationError, match="needs a policy"):
+        ServeConfig(default_strategy="optimal")

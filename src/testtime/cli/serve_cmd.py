@@ -20,6 +20,7 @@ def add_arguments(p) -> None:
     p.add_argument("--served-model-name", default=None, help="the `model` clients send (default: the --model value)")
     p.add_argument("--require-api-key-env", default=None, help="name of an environment variable holding the key clients must send as a bearer token (default: no auth)")
     p.add_argument("--strategy", default="majority", help="strategy for requests that name none (default: %(default)s)")
+    p.add_argument("--policy", default=None, help="compute-optimal policy file (from `testtime optimize`) for requests asking for strategy 'optimal'")
     p.add_argument("--budget", type=int, default=4, help="candidates for requests that name no budget (default: %(default)s)")
     p.add_argument("--max-budget", type=int, default=32, help="largest budget a request may ask for (default: %(default)s)")
     p.add_argument("--max-tokens-limit", type=int, default=2048, help="largest max_tokens a request may ask for (default: %(default)s)")
@@ -44,7 +45,13 @@ def build_app(args):
         key = os.environ.get(args.require_api_key_env)
         if not key:
             raise ValidationError(f"--require-api-key-env names {args.require_api_key_env!r}, but that environment variable is empty or unset.", parameter="require_api_key_env")
+    policy = None
+    if args.policy:
+        from ..strategies.optimal import Policy
+
+        policy = Policy.load(args.policy)  # a missing or malformed file fails here, before the model loads
     config = ServeConfig(
+        policy=policy,
         model_name=args.served_model_name or args.model,
         api_key=key,
         default_strategy=args.strategy,

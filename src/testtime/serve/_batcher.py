@@ -67,9 +67,10 @@ def _deliver(future: asyncio.Future, result=None, error: BaseException | None = 
 class Batcher:
     """Owns the engine on one worker thread and solves queued jobs in batches."""
 
-    def __init__(self, engine, scorer=None, *, window_s: float = 0.005, max_batch: int = 32) -> None:
+    def __init__(self, engine, scorer=None, *, policy=None, window_s: float = 0.005, max_batch: int = 32) -> None:
         self.engine = engine
         self.scorer = scorer
+        self.policy = policy  # for jobs asking for the `optimal` strategy
         self.window_s = window_s
         self.max_batch = max_batch
         self.num_batches = 0
@@ -164,7 +165,8 @@ class Batcher:
     def _solve(self, jobs: list[Job]) -> list[SolveResult]:
         first = jobs[0]
         cls = get_strategy(first.strategy)
-        strategy = cls(self.engine, self.scorer if cls.needs_scorer else None, sampling=first.sampling, seed=0)
+        extra = {"policy": self.policy} if first.strategy == "optimal" else {}
+        strategy = cls(self.engine, self.scorer if cls.needs_scorer else None, sampling=first.sampling, seed=0, **extra)
         self.num_batches += 1
         return strategy.solve([j.problem for j in jobs], first.budget)
 

@@ -44,9 +44,17 @@ class ServeConfig:
     """Requests solved together in one batch at most."""
     last_number_fallback: bool = False
     """Count an unmarked final number as a candidate's answer when voting (arith/gsm8k-style prompts)."""
+    policy: object = None
+    """A compute-optimal policy (`strategies.optimal.Policy`, from `testtime optimize`) for requests that ask for
+    `optimal`; without one such requests get 400."""
 
     def __post_init__(self) -> None:
         get_strategy(self.default_strategy)
+        check(
+            self.default_strategy != "optimal" or self.policy is not None,
+            "the default strategy 'optimal' needs a policy (--policy FILE, written by `testtime optimize`).",
+            parameter="policy",
+        )
         for name in ("max_budget", "default_max_tokens", "max_tokens_limit", "max_message_chars", "max_body_bytes", "max_concurrent_requests", "max_batch_requests"):
             value = getattr(self, name)
             check(isinstance(value, int) and value >= 1, f"`{name}` must be an integer >= 1, got {value!r}.", parameter=name, value=value)
