@@ -105,7 +105,7 @@ class TransformersLiveBatch:
         self.hidden: torch.Tensor | None = None  # (B, C) hidden state that produced each row's last token
         self.capture: tuple[int, ...] = ()  # layers whose states the decode loop keeps (track_hidden_states)
         self.layer_hidden: dict[int, torch.Tensor] = {}  # layer -> (B, C) at each row's last fed visible token
-        self.visible = torch.zeros(0, dtype=torch.bool, device=dev)  # (B,) does the pending token show text
+        self.visible: list[bool] = []  # per row: does its pending token show text (host-side, no sync)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -173,7 +173,7 @@ class TransformersLiveBatch:
         self.temperature = torch.cat([self.temperature, torch.tensor([p.temperature for p in plist], device=dev)])
         self.top_k = torch.cat([self.top_k, torch.tensor([p.top_k for p in plist], dtype=torch.long, device=dev)])
         self.top_p = torch.cat([self.top_p, torch.tensor([p.top_p for p in plist], device=dev)])
-        self.visible = torch.cat([self.visible, torch.tensor([eng.tokenizer.decode([t]).strip() != "" for t in lasts], dtype=torch.bool, device=dev)])
+        self.visible += [eng.tokenizer.decode([t]).strip() != "" for t in lasts]
         if self.hidden is not None:
             self.hidden = torch.cat([self.hidden, self.hidden.new_zeros(len(plist), self.hidden.shape[1])])
         for i, h in self.layer_hidden.items():
@@ -190,7 +190,7 @@ class TransformersLiveBatch:
         self.temperature = self.temperature[idx]
         self.top_k = self.top_k[idx]
         self.top_p = self.top_p[idx]
-        self.visible = self.visible[idx]
+        self.visible = [self.visible[i] for i in idx.tolist()]
         if self.hidden is not None:
             self.hidden = self.hidden[idx]
         self.layer_hidden = {i: h[idx] for i, h in self.layer_hidden.items()}
@@ -236,7 +236,7 @@ class TransformersLiveBatch:
                 self.hidden = hidden.new_zeros(len(self.rows), hidden.shape[1])
             self.hidden = _put(self.hidden, idx, hidden)
             if self.capture:
-                shows = self.visible if idx is None else self.visible[idx]
+                shows = torch.tensor([v for v, a in zip(self.visible, active) if a], device=self.engine.device)
                 L = self.engine.model.config.num_hidden_layers
                 for i in self.capture:
                     h = hidden if i == L else captured[i]
@@ -252,7 +252,6 @@ class TransformersLiveBatch:
             self.usage.num_decoded_tokens += len(self.rows)
             tokens = _put(torch.zeros_like(self.pending), idx, tokens)
             logprobs = _put(torch.zeros(len(self.rows), device=logprobs.device), idx, logprobs)
-            visible = self.visible.tolist()
             for b, (tok, lp) in enumerate(zip(tokens.tolist(), logprobs.tolist())):  # the one host sync
                 if not active[b]:
                     continue
@@ -270,7 +269,7 @@ class TransformersLiveBatch:
                 before = len(row.text)
                 piece = row.detok.push(tok)
                 row.text += piece
-                visible[b] = piece.strip() != ""
+                self.visible[b] = piece.strip() != ""
                 o.text = row.text[start_len[b] :]
                 reason = self._check_stops(row, before, start_len[b], stop)
                 if reason is None and len(row.token_ids) >= row.params.max_tokens:
@@ -282,7 +281,6 @@ class TransformersLiveBatch:
                 if reason is not None:
                     o.reason = reason
                     active[b] = False
-            self.visible = torch.tensor(visible, dtype=torch.bool, device=self.engine.device)
         return out
 
     @staticmethod
