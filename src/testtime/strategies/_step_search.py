@@ -84,7 +84,8 @@ class StepSearchParams:
     """How each step is scored: "text" (the scorer reads prompt and path), "hidden" (a head on the generator,
     like the built-in PRM, reads the live batch's hidden states: no extra forward pass), or "auto" (hidden
     when the scorer and engine allow it and there is no lookahead). From hidden states a path's scores are one
-    per search step, read at its last fed token (a step cut by `max_step_tokens` is scored where it was cut)."""
+    per search step, read at its last fed token that shows text (a step cut by `max_step_tokens` is scored
+    where it was cut; at a blank line or a finish this equals the text scorer's number)."""
 
     def __post_init__(self) -> None:
         check(isinstance(self.n, int) and self.n >= 1, f"`n` must be an integer >= 1, got {self.n!r}.", parameter="n", value=self.n)
