@@ -6,7 +6,7 @@ import argparse
 import os
 
 from .._errors import ValidationError
-from ._common import add_model_args, add_task_args
+from ._common import add_model_args, add_task_args, ints
 from ._engine_args import add_engine_args, make_engine, make_scorer
 
 HELP = "paper-style benchmarks: `bench spr` compares Speculative Rejection with best-of-N"
@@ -24,16 +24,6 @@ def _ints_or_auto(flag: str):
     return parse
 
 
-def _int_list(flag: str):
-    def parse(text: str) -> list[int]:
-        try:
-            return [int(x) for x in text.split(",") if x.strip()]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} takes comma-separated integers, got {text!r}") from None
-
-    return parse
-
-
 def _floats(text: str) -> list[float]:
     try:
         return [float(x) for x in text.split(",") if x.strip()]
@@ -46,11 +36,11 @@ def add_arguments(p) -> None:
     s = sub.add_parser("spr", help="Speculative Rejection vs best-of-N: improvement score, BoN-equivalent speedup, plot", description="Speculative Rejection vs best-of-N on one engine and scorer, as in Sun et al., NeurIPS 2024.")
     add_task_args(s)
     s.set_defaults(limit=20)
-    s.add_argument("--bon-n", type=_int_list("--bon-n"), default=[8, 16, 32, 64, 128], help="best-of-N budgets, comma-separated (default: 8,16,32,64,128)")
+    s.add_argument("--bon-n", type=ints("--bon-n"), default=[8, 16, 32, 64, 128], help="best-of-N budgets, comma-separated (default: 8,16,32,64,128)")
     s.add_argument("--baseline-n", type=int, default=None, help="N0 of the improvement score, BoN-N0 = 100 (default: the smallest --bon-n)")
     s.add_argument("--n", type=_ints_or_auto("--n"), default=256, help="SpR's initial candidates per problem, or 'auto' to fill the KV budget (default: %(default)s)")
     s.add_argument("--alpha", type=_floats, default=[0.3, 0.5, 0.7], help="SpR rejection fractions, comma-separated (default: 0.3,0.5,0.7)")
-    s.add_argument("--decision-tokens", type=_int_list("--decision-tokens"), default=[32, 64, 128, 256], help="generated tokens per candidate at which SpR decides (default: 32,64,128,256)")
+    s.add_argument("--decision-tokens", type=ints("--decision-tokens"), default=[32, 64, 128, 256], help="generated tokens per candidate at which SpR decides (default: 32,64,128,256)")
     s.add_argument("--kv-budget", type=_ints_or_auto("--kv-budget"), default=None, help="memory-triggered decisions: KV-cache tokens of a batch, or 'auto' (half the free memory); overrides --decision-tokens (default: off)")
     s.add_argument("--max-rows", type=int, default=256, help="SpR rows started together; problems per batch = max(1, max-rows // n) (default: %(default)s)")
     s.add_argument("--step-aligned", action="store_true", help="SpR decides only after every live candidate has finished its current step (blank line), so a step-level PRM scores complete steps (default: decide mid-step)")

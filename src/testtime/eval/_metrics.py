@@ -4,9 +4,26 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["wilson_interval", "SummaryRow", "summarize"]
+__all__ = ["average_ranks", "wilson_interval", "SummaryRow", "summarize"]
+
+
+def average_ranks(values: Sequence[float]) -> list[float]:
+    """0-based ascending ranks of `values`; tied values share their group's mean rank (what the Mann-Whitney
+    AUC and quantile binning of tied scores both need)."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for t in range(i, j + 1):
+            ranks[order[t]] = (i + j) / 2
+        i = j + 1
+    return ranks
 
 
 def wilson_interval(successes: int, total: int, z: float = 1.96) -> tuple[float, float]:

@@ -22,6 +22,7 @@ from .._errors import DataError, check
 from ..scorers import REDUCTIONS, reduce_scores
 from ..strategies import STRATEGIES
 from ..strategies.optimal import DEFAULT_NUM_PROBE, is_resampling, level_from_edges
+from ._metrics import average_ranks
 
 __all__ = [
     "DEFAULT_NUM_LEVELS",
@@ -62,16 +63,7 @@ def quantile_edges(values: list[float], num_levels: int = DEFAULT_NUM_LEVELS) ->
 def rank_levels(values: list[float], num_levels: int = DEFAULT_NUM_LEVELS) -> list[int]:
     """Quantile levels of values where higher is easier: level 1 holds the top fifth. Tied values get the
     level of their mean rank, so they always share one."""
-    order = sorted(range(len(values)), key=lambda i: -values[i])
-    ranks = [0.0] * len(values)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-            j += 1
-        for t in range(i, j + 1):
-            ranks[order[t]] = (i + j) / 2
-        i = j + 1
+    ranks = average_ranks([-v for v in values])
     return [min(num_levels, 1 + int(r * num_levels / len(values))) for r in ranks]
 
 

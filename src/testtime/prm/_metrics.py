@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from ..eval._metrics import average_ranks
+
 __all__ = ["auc", "prefix_index", "FRACTIONS"]
 
 FRACTIONS = (0.25, 0.5, 0.75, 1.0)
@@ -17,16 +19,7 @@ def auc(scores: Sequence[float], labels: Sequence[bool]) -> float | None:
     neg = len(labels) - pos
     if pos == 0 or neg == 0:
         return None
-    order = sorted(range(len(scores)), key=lambda i: scores[i])
-    ranks = [0.0] * len(scores)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and scores[order[j + 1]] == scores[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            ranks[order[k]] = (i + j) / 2 + 1  # average rank of a tie group, 1-based
-        i = j + 1
+    ranks = [r + 1 for r in average_ranks(scores)]  # 1-based; a tie group shares its mean rank
     rank_sum = sum(r for r, y in zip(ranks, labels) if y)
     return (rank_sum - pos * (pos + 1) / 2) / (pos * neg)
 
