@@ -128,6 +128,30 @@ def test_resume_with_different_settings_is_refused(tmp_path):
         run_eval(config(tmp_path, n=[1, 2, 8]), engine=ScriptedEngine(handler), scorer=scorer(), problems=PROBLEMS, progress=False, log=lambda *_: None)
 
 
+def test_a_larger_limit_extends_the_run_and_generates_only_the_new_problems(tmp_path):
+    run_eval(config(tmp_path, limit=2), engine=ScriptedEngine(handler), scorer=scorer(), problems=PROBLEMS[:2], progress=False, log=lambda *_: None)
+    before = (tmp_path / "run" / "results.jsonl").read_text()
+    engine = ScriptedEngine(handler)
+    report = run_eval(config(tmp_path, limit=None), engine=engine, scorer=scorer(), problems=PROBLEMS, progress=False, log=lambda *_: None)
+    assert sorted({r["problem_id"] for r in report.rows}) == sorted(p.id for p in PROBLEMS)
+    assert (tmp_path / "run" / "results.jsonl").read_text().startswith(before)  # old rows kept, byte for byte
+    assert engine.usage.num_calls == 2  # chunks [p2, p3] and [p4]; the done chunk [p0, p1] is not generated again
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["identity"]["limit"] is None
+
+
+def test_a_shared_scorer_prompt_is_charged_in_full_at_every_budget(tmp_path):
+    """Budget n is priced from the run at max N: the prompt a scorer reads once per problem costs the same at
+    n = 1 as at n = 4; only the per-candidate part shrinks with n."""
+    shared = ScriptedScorer(scorer().fn, shared_prompt=True)
+    report = run_eval(config(tmp_path, strategies=["weighted"]), engine=ScriptedEngine(handler), scorer=shared, problems=PROBLEMS, progress=False, log=lambda *_: None)
+    row = report.rows[0]
+    q, chars = len(PROBLEMS[0].question), [len(c["text"]) for c in row["candidates"]]
+    assert row["usage"]["num_scored_prefix_tokens"] == q and row["usage"]["num_scored_tokens"] == q + sum(chars)
+    for n in (1, 2, 4):
+        at = row["by_n"][str(n)]
+        assert at["num_compute_tokens"] - at["num_generated_tokens"] == q + sum(chars[:n])
+
+
 def test_wilson_interval():
     lo, hi = wilson_interval(8, 10)
     assert (round(lo, 3), round(hi, 3)) == (0.490, 0.943)

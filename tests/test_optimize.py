@@ -72,6 +72,33 @@ def test_learned_policy_picks_per_level_and_breaks_ties_by_pooled_accuracy_then_
     assert "weighted[reduction=last] 1.00 (2)" in table and table.count("\n") == 6
 
 
+def test_few_problems_per_level_defer_to_the_pooled_winner(tmp_path):
+    rows = dev_rows(tmp_path)
+    diff = compute_difficulty(rows, num_probe=2)
+    # Re-grade the D problems (level 5) as if their gold were 7, which the scorer now likes best: weighted
+    # gets them right, majority's 3-vs-7 tie still goes to 3. Weighted becomes the pooled winner at N=4.
+    for r in rows:
+        if r["problem_id"].startswith("D"):
+            for c in r["candidates"]:
+                c["correct"] = c["answer"] == "7"
+                if c["correct"]:
+                    c["score"], c["scores"] = 1.0, [1.0]
+    raw = learn_policy(rows, diff, strategies=["majority", "weighted"], budgets=[4], prior_strength=0)
+    shrunk = learn_policy(rows, diff, strategies=["majority", "weighted"], budgets=[4], prior_strength=8)
+    pooled = {r["strategy"]: r["pooled_accuracy"] for r in shrunk.entry(2, 4).ranking}
+    assert pooled == {"majority": pytest.approx(0.4), "weighted": pytest.approx(0.6)}
+    # Level 2 (the A trap): majority 2 of 2, weighted 0 of 2. Alone, that decides; shrunk by 8 pooled
+    # pseudo-problems it still does: (2 + 8 * 0.4) / 10 = 0.52 > (0 + 8 * 0.6) / 10 = 0.48.
+    assert raw.entry(2, 4).strategy == "majority" and shrunk.entry(2, 4).strategy == "majority"
+    top = shrunk.entry(2, 4).ranking
+    assert [round(r["shrunk_accuracy"], 3) for r in top] == [0.52, 0.48, 0.48, 0.48, 0.48]
+    # With 12 pseudo-problems, two problems no longer outweigh the pooled lead: (2 + 4.8) / 14 < 7.2 / 14.
+    assert learn_policy(rows, diff, strategies=["majority", "weighted"], budgets=[4], prior_strength=12).entry(2, 4).strategy == "weighted"
+    assert shrunk.prior_strength == 8.0 and raw.prior_strength == 0.0
+    with pytest.raises(ValidationError, match="prior_strength"):
+        learn_policy(rows, diff, strategies=["majority"], budgets=[4], prior_strength=-1)
+
+
 def test_policy_file_round_trip_and_budget_lookup(tmp_path):
     rows = dev_rows(tmp_path)
     policy = learn_policy(rows, compute_difficulty(rows, num_probe=2), strategies=["majority", "weighted"], budgets=[2, 4], model="m", scorer="s")
@@ -139,6 +166,9 @@ def test_dispatch_by_predicted_level_reuses_the_probe_and_counts_it_in_the_budge
 @dataclass
 class FakeSearchParams:
     width: int = 1
+    select: str = ""
+    """"" (no final-choice rule: the probe cannot join) or a step-search rule such as "best"."""
+    reduction: str = "last"
 
 
 class FakeSearch(Strategy):
@@ -161,8 +191,9 @@ class FakeSearch(Strategy):
         FakeSearch.widths.append(self.params.width)
         from testtime.strategies import Candidate
 
+        answer, score = ("3", 0.2) if self.params.select else ("5", None)  # with a rule: a wrong answer scored 0.2
         return [
-            SolveResult(problem_id=p.id, strategy=self.name, candidates=[Candidate(index=0, text="x", num_tokens=budget, answer="5")], selected=0, answer="5", usage=Usage(num_generated_tokens=budget * 10))
+            SolveResult(problem_id=p.id, strategy=self.name, candidates=[Candidate(index=0, text="x", num_tokens=budget, answer=answer, score=score, finish_reason="eos")], selected=0, answer=answer, usage=Usage(num_generated_tokens=budget * 10))
             for p in as_problem_list(problems)
         ]
 
@@ -183,6 +214,19 @@ def test_dispatch_to_a_search_gives_it_what_the_probe_left(monkeypatch):
     # At N=4 the probe takes the whole budget: the search is infeasible, the next choice (majority) runs.
     (res4,) = opt.solve([Problem(id="B0", question="B0", answer="5")], 4)
     assert FakeSearch.budgets == [8] and opt.choices[0]["strategy"] == "majority" and len(res4.candidates) == 4
+
+
+def test_the_probe_answers_join_a_searchs_final_choice(monkeypatch):
+    monkeypatch.setitem(STRATEGIES, "fakesearch", FakeSearch)
+    FakeSearch.budgets, FakeSearch.widths = [], []
+    policy = manual_policy(every_level(16, "fakesearch", {"select": "best"}))
+    opt = OptimalStrategy(ScriptedEngine(handler), scorer(), policy=policy)
+    (res,) = opt.solve([Problem(id="B0", question="B0", answer="5")], 16)
+    # The search found "3" (score 0.2); B's probe answers 3, 5, 3, 7 score 0.1, 0.3, 0.1, 0.1: best is the probe's 5.
+    assert [c.answer for c in res.candidates] == ["3", "3", "5", "3", "7"]
+    assert [c.index for c in res.candidates] == [0, 1, 2, 3, 4]
+    assert res.selected == 2 and res.answer == "5" and res.strategy == "optimal"
+    assert [round(c.score, 3) for c in res.candidates] == [0.2, 0.1, 0.3, 0.1, 0.1]
 
 
 def test_optimal_validates_its_policy():

@@ -21,6 +21,7 @@ def add_arguments(p) -> None:
     p.add_argument("--difficulty", default=None, help="difficulty JSON from `testtime difficulty` (default: computed from the run's own samples)")
     p.add_argument("--probe-samples", type=int, default=4, help="probe samples for the predicted level (ignored with --difficulty) (default: %(default)s)")
     p.add_argument("--reduction", default="last", help="probe score reduction: last, min, prod, mean (ignored with --difficulty) (default: %(default)s)")
+    p.add_argument("--prior-strength", type=float, default=None, help="pseudo-problems of pooled (all-level) evidence each level's dev accuracy is shrunk with before ranking; 0 ranks by the level alone (default: 8)")
     p.add_argument("--bins", choices=("predicted", "oracle"), default="predicted", help="group dev problems by predicted levels (as online) or oracle levels (default: %(default)s)")
     p.add_argument("--batch-problems", type=int, default=0, help="problems per chunk, the resume unit (default: auto)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -29,10 +30,13 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    from .._errors import check
     from ..eval.difficulty import Difficulty, compute_difficulty
-    from ..eval.optimize import candidate_variants, format_policy, in_sample_accuracy, learn_policy
+    from ..eval.optimize import DEFAULT_PRIOR_STRENGTH, candidate_variants, format_policy, in_sample_accuracy, learn_policy
 
-    candidate_variants(args.strategies)  # bad names fail before the model loads
+    candidate_variants(args.strategies)  # bad names and numbers fail before the model loads
+    prior = DEFAULT_PRIOR_STRENGTH if args.prior_strength is None else args.prior_strength
+    check(prior >= 0, f"--prior-strength must be a number >= 0, got {args.prior_strength}.", parameter="prior_strength", value=args.prior_strength)
     out = args.out or os.path.join("runs", f"optimize-{args.task}-{args.split}")
     config, result = run_eval_from_args(args, strategies=args.strategies, n=args.n, out=out)
     rows = result.rows
@@ -53,6 +57,7 @@ def run(args) -> int:
         scorer=args.scorer,
         sampling={"temperature": config.temperature, "top_p": config.top_p, "max_tokens": config.max_tokens},
         sources=[out],
+        prior_strength=prior,
     )
     path = policy.save(args.policy_out or os.path.join(out, "policy.json"))
     print(format_policy(policy))

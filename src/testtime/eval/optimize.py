@@ -9,8 +9,11 @@ Candidates and how each is measured from the run's rows:
 - any other strategy (a search): its stored result at the largest budget <= N - num_probe, the budget it will
   have left online after the probe; with no such budget stored it is not a candidate at N.
 
-Ties in dev accuracy break towards the better strategy over all levels at that N, then fewer compute
-tokens, then the order given in `strategies`.
+A level's choice ranks variants by their level accuracy shrunk towards their accuracy over all levels at that N
+(empirical Bayes with `prior_strength` pseudo-problems): with a handful of dev problems per level, a one-problem
+lead is noise and the pooled winner should stand; with many, the level's own evidence decides. Ties break
+towards the better strategy over all levels at that N, then fewer compute tokens, then the order given in
+`strategies`.
 """
 
 from __future__ import annotations
@@ -21,12 +24,25 @@ from dataclasses import dataclass
 
 from .._errors import DataError, check
 from ..scorers import REDUCTIONS, reduce_scores
-from ..strategies import DEFAULT_SAMPLING, Candidate, get_strategy
+from ..strategies import DEFAULT_SAMPLING, Candidate, Usage, get_strategy
 from ..strategies.optimal import OptimalStrategy, Policy, PolicyEntry, build_strategy, is_resampling
 from ._metrics import wilson_interval
 from .difficulty import Difficulty
 
-__all__ = ["Outcome", "candidate_variants", "measure_variants", "learn_policy", "format_policy"]
+__all__ = ["DEFAULT_PRIOR_STRENGTH", "Outcome", "candidate_variants", "measure_variants", "learn_policy", "format_policy"]
+
+
+DEFAULT_PRIOR_STRENGTH = 8.0
+"""Pseudo-problems of pooled evidence each level's accuracy is shrunk with: at 8 problems per level the
+level's own accuracy and the pooled one weigh the same."""
+
+
+def shrunk_accuracy(successes: float, count: int, pooled: float, prior_strength: float) -> float:
+    """(successes + m * pooled) / (count + m): a level's accuracy pulled towards the pooled one by m
+    pseudo-problems (the posterior mean under a Beta prior centred on the pooled accuracy)."""
+    if count + prior_strength <= 0:
+        return pooled
+    return (successes + prior_strength * pooled) / (count + prior_strength)
 
 
 @dataclass
@@ -92,7 +108,7 @@ def measure_variants(rows: list[dict], variants: list[tuple[str, dict]], budgets
                     sel = strat.select(cands[:n])
                     correct = sel is not None and bool(stored[sel].get("correct"))
                     gen = sum(c.get("num_tokens", 0) for c in stored[:n])
-                    scored = r["usage"]["num_scored_tokens"] * sum(chars[:n]) / (sum(chars) or 1) if cls.needs_scorer else 0
+                    scored = Usage.from_dict(r["usage"]).scored_tokens_of_first(chars, n) if cls.needs_scorer else 0
                     out[key].setdefault(n, {})[(r["problem_id"], r.get("seed", 0))] = Outcome(correct, gen + scored, n)
         else:
             for r in by_strategy[name]:
@@ -126,8 +142,11 @@ def learn_policy(
     scorer: str = "",
     sampling: dict | None = None,
     sources: list[str] | None = None,
+    prior_strength: float = DEFAULT_PRIOR_STRENGTH,
 ) -> Policy:
-    """The policy: for each level 1..num_levels and each budget, the best variant on that level's dev problems."""
+    """The policy: for each level 1..num_levels and each budget, the best variant on that level's dev problems
+    (by accuracy shrunk towards the pooled one; `prior_strength` 0 ranks by the level's accuracy alone)."""
+    check(isinstance(prior_strength, (int, float)) and prior_strength >= 0, f"`prior_strength` must be a number >= 0, got {prior_strength!r}.", parameter="prior_strength", value=prior_strength)
     check(bins in ("predicted", "oracle"), f"`bins` must be 'predicted' or 'oracle', got {bins!r}.", parameter="bins", value=bins)
     if not difficulty.predicted_edges:
         raise DataError("the difficulty has no predicted scores (the run stored none): include a scored sampling strategy (weighted or bon) in --strategies.")
@@ -148,7 +167,8 @@ def learn_policy(
                 stats[k] = (*_stats(outs), len(outs))
             empty = all(s[3] == 0 for s in stats.values())
             src = {k: (*pooled[k], 0) for k in feasible} if empty else stats
-            ranked = sorted(feasible, key=lambda k: (-src[k][0], -pooled[k][0], src[k][1], order[k]))
+            rank = {k: shrunk_accuracy(src[k][0] * src[k][3], src[k][3], pooled[k][0], prior_strength) for k in feasible}
+            ranked = sorted(feasible, key=lambda k: (-rank[k], -pooled[k][0], src[k][1], order[k]))
             best = ranked[0]
             acc, compute, run_n, count = src[best]
             successes = round(acc * count)
@@ -165,7 +185,10 @@ def learn_policy(
                     ci_high=hi,
                     mean_compute_tokens=compute,
                     run_n=run_n,
-                    ranking=[{"strategy": k[0], "params": json.loads(k[1]), "accuracy": src[k][0], "mean_compute_tokens": src[k][1], "run_n": src[k][2]} for k in ranked],
+                    ranking=[
+                        {"strategy": k[0], "params": json.loads(k[1]), "accuracy": src[k][0], "shrunk_accuracy": rank[k], "pooled_accuracy": pooled[k][0], "mean_compute_tokens": src[k][1], "run_n": src[k][2]}
+                        for k in ranked
+                    ],
                 )
             )
     return Policy(
@@ -181,6 +204,7 @@ def learn_policy(
         scorer=scorer,
         sampling=sampling or {},
         sources=sources or [],
+        prior_strength=float(prior_strength),
     )
 
 

@@ -255,7 +255,8 @@ def _policy_table(policy: Policy) -> Table:
         rows.append([str(e.level), str(e.n), e.strategy, params or "-", _fmt(e.accuracy), f"[{e.ci_low:.3f}, {e.ci_high:.3f}]", str(e.num_problems), str(e.run_n)])
     cap = (
         f"Learned policy ({policy.task}/{policy.split}, bins: {policy.bins}, probe: {policy.num_probe} samples, "
-        f"reduction {policy.reduction}, edges {', '.join(f'{x:.3f}' for x in policy.edges)})."
+        f"reduction {policy.reduction}, edges {', '.join(f'{x:.3f}' for x in policy.edges)}, "
+        f"levels ranked by accuracy shrunk towards the pooled one with {policy.prior_strength:g} pseudo-problems)."
     )
     return Table(["level", "N", "strategy", "params", "dev accuracy", "95% CI", "dev problems", "measured at N"], rows, caption=cap)
 

@@ -112,6 +112,10 @@ def _meta(config: EvalConfig) -> dict:
     }
 
 
+RESUMABLE_CHANGES = ("limit",)
+"""Identity keys a resumed run may change."""
+
+
 def _check_or_write_meta(out: Path, config: EvalConfig) -> None:
     path = out / "run.json"
     if path.exists():
@@ -120,7 +124,9 @@ def _check_or_write_meta(out: Path, config: EvalConfig) -> None:
         except (ValueError, KeyError, OSError):
             raise DataError(f"{path} is unreadable; move the run directory away to start over") from None
         new = json.loads(json.dumps(config.identity()))  # normalize tuples/paths as stored
-        diff = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+        # `limit` may change: rows are keyed by problem id and a task's problem i is the same for every limit,
+        # so a larger limit extends the run and a smaller one reports a subset of it.
+        diff = [k for k in sorted(set(old) | set(new)) if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k)]
         if diff:
             k = diff[0]
             raise ValidationError(
@@ -128,10 +134,18 @@ def _check_or_write_meta(out: Path, config: EvalConfig) -> None:
                 f"use another --out, or the same settings to resume.",
                 parameter=k,
             )
+        if old.get("limit") is not None and (new["limit"] is None or new["limit"] > old["limit"]):
+            meta = json.loads(path.read_text())
+            meta["identity"]["limit"] = new["limit"]  # run.json names the largest limit the rows cover
+            _write_json(path, meta)
         return
     out.mkdir(parents=True, exist_ok=True)
+    _write_json(path, _meta(config))
+
+
+def _write_json(path: Path, data: dict) -> None:
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(_meta(config), indent=2))
+    tmp.write_text(json.dumps(data, indent=2))
     os.replace(tmp, path)
 
 
@@ -171,7 +185,7 @@ def _sampling_rows(strategies: list[SamplingStrategy], results: list[SolveResult
             for n in ns:
                 chosen = strat.choose(res, n)
                 gen = sum(c.num_tokens for c in res.candidates[:n])
-                scored = round(res.usage.num_scored_tokens * sum(chars[:n]) / (sum(chars) or 1)) if strat.needs_scorer else 0
+                scored = round(res.usage.scored_tokens_of_first(chars, n)) if strat.needs_scorer else 0
                 # Wall time at n < N is not measured: it is the run's time scaled by its share of tokens.
                 wall = res.usage.wall_time * gen / total_gen
                 by_n[str(n)] = _at(chosen, p.answer, cands=cands, n=n, wall=wall, gen=gen, compute=gen + scored)

@@ -30,7 +30,7 @@ from .._errors import DataError, ValidationError, check
 from ..engines import SamplingParams
 from ..grading import is_equiv
 from ..scorers import load_scorer
-from ..strategies import BestOfN, Candidate, SamplingStrategyParams
+from ..strategies import BestOfN, Candidate, SamplingStrategyParams, Usage
 from ..strategies._select import best_of_n  # the package attribute `best_of_n` is shadowed by the submodule
 from ..strategies.speculative_rejection import (
     DEFAULT_DECISION_TOKENS,
@@ -367,7 +367,7 @@ def analyze(rows: list[dict], config: SprBenchConfig, problems: Sequence[Problem
             gen = sum(c["num_tokens"] for c in cands)
             total_gen = sum(c["num_tokens"] for c in row["candidates"]) or 1
             chars = [len(c["text"]) for c in row["candidates"]]
-            scored_tok = row["usage"]["num_scored_tokens"] * sum(chars[:N]) / (sum(chars) or 1)
+            scored_tok = Usage.from_dict(row["usage"]).scored_tokens_of_first(chars, N)
             per.append((pid, chosen, gen, scored_tok, row["usage"]["wall_time"] * gen / total_gen))
         out.append(_summarize("bon", N, None, per, baseline, scored, has_gold))
     for a, m in zip(alphas, methods):

@@ -47,12 +47,15 @@ class ScorerUsage:
     """Tokens pushed through the reward model."""
     num_calls: int = 0
     """`score` calls."""
+    num_prefix_tokens: int = 0
+    """Of `num_tokens`, those read once per request however many candidates it has (a shared prompt): the
+    share of a request's scoring that does not shrink with fewer candidates."""
 
     def copy(self) -> ScorerUsage:
         return ScorerUsage(**vars(self))
 
     def __sub__(self, other: ScorerUsage) -> ScorerUsage:
-        return ScorerUsage(self.num_tokens - other.num_tokens, self.num_calls - other.num_calls)
+        return ScorerUsage(**{k: v - getattr(other, k) for k, v in vars(self).items()})
 
 
 @runtime_checkable

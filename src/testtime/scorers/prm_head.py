@@ -159,6 +159,7 @@ def step_features(
     cache = model(input_ids=torch.tensor([prompt], device=device), use_cache=True).past_key_values
     if usage is not None:
         usage.num_tokens += P
+        usage.num_prefix_tokens += P
     width = model.config.hidden_size * len(layers)
     out: list[torch.Tensor] = [torch.zeros(0, width) for _ in texts]
     seqs, reads = [], []

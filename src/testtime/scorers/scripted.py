@@ -10,7 +10,9 @@ __all__ = ["ScriptedScorer"]
 
 
 class ScriptedScorer:
-    """Scores from `fn(question, steps) -> per-step scores`; counts one token per character scored.
+    """Scores from `fn(question, steps) -> per-step scores`; counts one token per character scored: the question
+    once per candidate, or once per request with `shared_prompt` (as the PRM head, which reads the prompt once
+    and shares its cache; those count as prefix tokens).
 
     Every call is recorded in `calls` (a list of the ScoreRequests of each call) so tests can assert what was
     scored and when.
@@ -18,8 +20,9 @@ class ScriptedScorer:
 
     name = "scripted"
 
-    def __init__(self, fn: Callable[[str, list[str]], list[float]]) -> None:
+    def __init__(self, fn: Callable[[str, list[str]], list[float]], *, shared_prompt: bool = False) -> None:
         self.fn = fn
+        self.shared_prompt = shared_prompt
         self.usage = ScorerUsage()
         self.calls: list[list[ScoreRequest]] = []
 
@@ -30,5 +33,9 @@ class ScriptedScorer:
         out = []
         for r in reqs:
             out.append([list(self.fn(r.question, split_steps(text))) for text in r.candidates])
-            self.usage.num_tokens += sum(len(r.question) + len(t) for t in r.candidates)
+            if self.shared_prompt:
+                self.usage.num_tokens += len(r.question) + sum(len(t) for t in r.candidates)
+                self.usage.num_prefix_tokens += len(r.question)
+            else:
+                self.usage.num_tokens += sum(len(r.question) + len(t) for t in r.candidates)
         return out

@@ -58,18 +58,23 @@ def split_usage(
     scored_chars: Sequence[int],
     generated: Sequence[int],
 ) -> list[Usage]:
-    """Per-problem usage from one batched run: exact generated tokens; prefill split by prompt size, scoring by
-    candidate text size, wall time evenly; every call counts for every problem in the batch."""
+    """Per-problem usage from one batched run: exact generated tokens; prefill and the scorer's shared-prompt
+    tokens split by prompt size, the rest of the scoring by candidate text size, wall time evenly; every call
+    counts for every problem in the batch."""
     n = len(problems)
     total_prompt = sum(prompt_tokens) or 1
     total_scored = sum(scored_chars) or 1
+    prefix = scorer_delta.num_prefix_tokens if scorer_delta else 0
+    per_candidate = scorer_delta.num_tokens - prefix if scorer_delta else 0
     out = []
     for i in range(n):
+        scored_prefix = round(prefix * prompt_tokens[i] / total_prompt)
         out.append(
             Usage(
                 num_prefill_tokens=round(engine_delta.num_prefill_tokens * prompt_tokens[i] / total_prompt),
                 num_generated_tokens=generated[i],
-                num_scored_tokens=round(scorer_delta.num_tokens * scored_chars[i] / total_scored) if scorer_delta else 0,
+                num_scored_tokens=scored_prefix + round(per_candidate * scored_chars[i] / total_scored),
+                num_scored_prefix_tokens=scored_prefix,
                 num_engine_calls=engine_delta.num_calls,
                 num_scorer_calls=scorer_delta.num_calls if scorer_delta else 0,
                 wall_time=wall_time / max(n, 1),

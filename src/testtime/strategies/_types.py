@@ -3,7 +3,8 @@ what it cost. Mirrors vLLM's `RequestOutput` / `CompletionOutput`."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
 
 __all__ = ["Candidate", "Usage", "SolveResult"]
 
@@ -41,11 +42,26 @@ class Usage:
     num_engine_calls: int = 0
     num_scorer_calls: int = 0
     wall_time: float = 0.0
+    num_scored_prefix_tokens: int = 0
+    """Of `num_scored_tokens`, the problem's prompt the scorer read once for all its candidates."""
 
     @property
     def num_compute_tokens(self) -> int:
         """Generated plus scorer-processed tokens: the compute measure the eval reports."""
         return self.num_generated_tokens + self.num_scored_tokens
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Usage:
+        """A stored usage dict (rows written before a field existed get its default)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def scored_tokens_of_first(self, chars: Sequence[int], n: int) -> float:
+        """Scorer tokens scoring only the first n candidates would have cost: the shared prompt in full, the rest
+        in proportion to the candidates' text (`chars`: each candidate's length). How the eval prices budget n
+        from one run at the largest N."""
+        per_candidate = self.num_scored_tokens - self.num_scored_prefix_tokens
+        return self.num_scored_prefix_tokens + per_candidate * sum(chars[:n]) / (sum(chars) or 1)
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(**{k: getattr(self, k) + getattr(other, k) for k in vars(self)})

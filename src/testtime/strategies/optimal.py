@@ -9,7 +9,8 @@ hyper-parameters. Online, `OptimalStrategy`:
 3. dispatches to the policy's strategy for (level, N). The probe counts towards N: an independent-sampling
    strategy (majority, bon, weighted) reuses the probe candidates and samples only N - num_probe more, so its
    N candidates are distributed exactly as in the dev run the policy was learned on; any other strategy
-   (a search) runs with the N - num_probe that is left.
+   (a search) runs with the N - num_probe that is left, and the probe's finished answers join its completed
+   candidates for the final choice (scored as the search scores, chosen by its `select` rule).
 
 Budgets between the policy's use the entry of the largest policy budget <= N (the smallest, below them).
 """
@@ -68,7 +69,9 @@ class PolicyEntry:
     """The stored budget the dev accuracy was measured at: N for sampling strategies (the probe is reused),
     the largest stored budget <= N - num_probe for searches."""
     ranking: list[dict] = field(default_factory=list)
-    """Every feasible candidate, best first: {"strategy", "params", "accuracy", "mean_compute_tokens", "run_n"}."""
+    """Every feasible candidate, best first: {"strategy", "params", "accuracy" (on this level),
+    "shrunk_accuracy" (what it was ranked by), "pooled_accuracy" (over all levels), "mean_compute_tokens",
+    "run_n"}."""
 
 
 @dataclass
@@ -94,6 +97,8 @@ class Policy:
     """temperature / top_p / max_tokens of the dev runs."""
     sources: list[str] = field(default_factory=list)
     """Run directories the dev numbers come from."""
+    prior_strength: float = 0.0
+    """Pseudo-problems of pooled evidence each level's dev accuracy was shrunk with when ranking (0: none)."""
     version: int = POLICY_VERSION
 
     def __post_init__(self) -> None:
@@ -245,7 +250,22 @@ class OptimalStrategy(Strategy):
             # power of two that fits, the budgets optimize measures them at.
             budget = 1 << (budget.bit_length() - 1)
             results = strat.solve(probs, budget)
-        return [replace(r, strategy=self.name, usage=pr.usage + r.usage) for pr, r in zip(probe, results, strict=True)], budget
+        return [self._with_probe(strat, r, pr) for pr, r in zip(probe, results, strict=True)], budget
+
+    def _with_probe(self, strat: Strategy, result: SolveResult, probe: SolveResult) -> SolveResult:
+        """A search's result with the probe's finished answers added to its candidates and the final choice
+        made again over both (a search without a `select` rule keeps its own choice)."""
+        from ._step_search import SELECTIONS
+
+        usage = probe.usage + result.usage
+        params = getattr(strat, "params", None)
+        select = SELECTIONS.get(getattr(params, "select", ""))
+        if select is None:
+            return replace(result, strategy=self.name, usage=usage)
+        extra = [replace(c, index=len(result.candidates) + i, score=reduce_scores(c.scores, params.reduction)) for i, c in enumerate(probe.candidates) if c.finish_reason is not None]
+        cands = list(result.candidates) + extra
+        sel = select(cands)
+        return replace(result, strategy=self.name, candidates=cands, selected=sel, answer=None if sel is None else cands[sel].answer, usage=usage)
 
     def solve(self, problems: Problem | Sequence[Problem], budget: int | None = None) -> list[SolveResult]:
         probs = as_problem_list(problems)
