@@ -99,6 +99,18 @@ def test_few_problems_per_level_defer_to_the_pooled_winner(tmp_path):
         learn_policy(rows, diff, strategies=["majority"], budgets=[4], prior_strength=-1)
 
 
+def test_auto_prior_strength_is_chosen_by_leave_one_problem_out_accuracy(tmp_path):
+    rows = dev_rows(tmp_path)
+    policy = learn_policy(rows, compute_difficulty(rows, num_probe=2), strategies=["majority", "weighted"], budgets=[2, 4], prior_strength="auto")
+    # Each level holds two problems of one kind, so a held-out problem is answered by what its twin chose: A by
+    # majority, B by weighted, C either: 6 of 10 at N=2 and at N=4. With a strong prior the pooled winner of
+    # the other nine answers instead, which is the trap's loser on A and on B: 2 of 10.
+    cv = policy.prior_strength_cv
+    assert cv["0"] == cv["8"] == pytest.approx(0.6) and cv["16"] == cv["1e+06"] == pytest.approx(0.2)
+    assert policy.prior_strength == 8.0  # the strongest prior among the best: the simplest policy that fits
+    assert Policy.load(policy.save(tmp_path / "p.json")).prior_strength_cv == cv
+
+
 def test_policy_file_round_trip_and_budget_lookup(tmp_path):
     rows = dev_rows(tmp_path)
     policy = learn_policy(rows, compute_difficulty(rows, num_probe=2), strategies=["majority", "weighted"], budgets=[2, 4], model="m", scorer="s")
@@ -252,8 +264,16 @@ def test_eval_runs_optimal_with_a_policy_and_reports_its_compute(tmp_path):
     assert acc[4] == pytest.approx(0.6)
     row = next(r for r in report.rows if r["problem_id"] == "A0")
     assert row["by_n"]["4"]["num_generated_tokens"] == 4 * len(answer_text("5"))  # 4 candidates, probe included
+    choice = row["by_n"]["4"]["choice"]  # what optimal dispatched to, per budget, for the report and for audits
+    assert (choice["level"], choice["strategy"], choice["budget"]) == (policy.level_of(choice["score"]), policy.entry(choice["level"], 4).strategy, 4)
     with pytest.raises(ValidationError, match="needs --policy FILE"):
         EvalConfig(task="scripted", strategies=["optimal"], out=str(tmp_path / "x"))
+
+
+@pytest.mark.parametrize("value", ["-1", "lots", "nan"])
+def test_optimize_cli_bad_prior_strength_is_one_line(capsys, value):
+    assert main(["optimize", "--prior-strength", value]) == 2
+    assert capsys.readouterr().err.strip() == f"error: --prior-strength must be 'auto' or a number >= 0, got {value!r}."
 
 
 def test_optimize_cli_bad_strategy_is_one_line(capsys):

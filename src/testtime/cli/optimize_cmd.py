@@ -21,7 +21,7 @@ def add_arguments(p) -> None:
     p.add_argument("--difficulty", default=None, help="difficulty JSON from `testtime difficulty` (default: computed from the run's own samples)")
     p.add_argument("--probe-samples", type=int, default=4, help="probe samples for the predicted level (ignored with --difficulty) (default: %(default)s)")
     p.add_argument("--reduction", default="last", help="probe score reduction: last, min, prod, mean (ignored with --difficulty) (default: %(default)s)")
-    p.add_argument("--prior-strength", type=float, default=None, help="pseudo-problems of pooled (all-level) evidence each level's dev accuracy is shrunk with before ranking; 0 ranks by the level alone (default: 8)")
+    p.add_argument("--prior-strength", default="auto", help="pseudo-problems of pooled (all-level) evidence each level's dev accuracy is shrunk with before ranking; 0 ranks by the level alone; 'auto' picks it by leave-one-problem-out dev accuracy (default: auto)")
     p.add_argument("--bins", choices=("predicted", "oracle"), default="predicted", help="group dev problems by predicted levels (as online) or oracle levels (default: %(default)s)")
     p.add_argument("--batch-problems", type=int, default=0, help="problems per chunk, the resume unit (default: auto)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -29,14 +29,28 @@ def add_arguments(p) -> None:
     add_engine_args(p)
 
 
+def prior_strength_arg(text: str) -> float | str:
+    """--prior-strength: 'auto' or a number >= 0."""
+    from .._errors import ValidationError
+    from ..eval.optimize import AUTO
+
+    if text == AUTO:
+        return AUTO
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also NaN
+        raise ValidationError(f"--prior-strength must be 'auto' or a number >= 0, got {text!r}.", parameter="prior_strength", value=text)
+    return value
+
+
 def run(args) -> int:
-    from .._errors import check
     from ..eval.difficulty import Difficulty, compute_difficulty
-    from ..eval.optimize import DEFAULT_PRIOR_STRENGTH, candidate_variants, format_policy, in_sample_accuracy, learn_policy
+    from ..eval.optimize import candidate_variants, format_policy, in_sample_accuracy, learn_policy
 
     candidate_variants(args.strategies)  # bad names and numbers fail before the model loads
-    prior = DEFAULT_PRIOR_STRENGTH if args.prior_strength is None else args.prior_strength
-    check(prior >= 0, f"--prior-strength must be a number >= 0, got {args.prior_strength}.", parameter="prior_strength", value=args.prior_strength)
+    prior = prior_strength_arg(args.prior_strength)
     out = args.out or os.path.join("runs", f"optimize-{args.task}-{args.split}")
     config, result = run_eval_from_args(args, strategies=args.strategies, n=args.n, out=out)
     rows = result.rows
@@ -64,5 +78,7 @@ def run(args) -> int:
     for n, (acc, singles) in in_sample_accuracy(policy, rows, diff).items():
         best = max(singles.items(), key=lambda kv: kv[1], default=("-", 0.0))
         print(f"N={n}: policy {acc:.3f} on dev (in-sample, optimistic); best single {best[0]} {best[1]:.3f}")
+    if policy.prior_strength_cv:
+        print("prior strength (leave-one-problem-out dev accuracy): " + ", ".join(f"{m}: {a:.3f}" for m, a in policy.prior_strength_cv.items()) + f" -> {policy.prior_strength:g}")
     print(f"policy: {path}  (use: testtime eval --strategy optimal --policy {path})")
     return 0

@@ -29,12 +29,16 @@ from ..strategies.optimal import OptimalStrategy, Policy, PolicyEntry, build_str
 from ._metrics import wilson_interval
 from .difficulty import Difficulty
 
-__all__ = ["DEFAULT_PRIOR_STRENGTH", "Outcome", "candidate_variants", "measure_variants", "learn_policy", "format_policy"]
+__all__ = ["AUTO", "DEFAULT_PRIOR_STRENGTH", "PRIOR_GRID", "Outcome", "choose_prior_strength", "candidate_variants", "measure_variants", "learn_policy", "format_policy"]
 
 
-DEFAULT_PRIOR_STRENGTH = 8.0
-"""Pseudo-problems of pooled evidence each level's accuracy is shrunk with: at 8 problems per level the
-level's own accuracy and the pooled one weigh the same."""
+AUTO = "auto"
+DEFAULT_PRIOR_STRENGTH: float | str = AUTO
+"""Pseudo-problems of pooled evidence each level's accuracy is shrunk with (at 8 with 8 problems per level, the
+level's own accuracy and the pooled one weigh the same); "auto" picks it from `PRIOR_GRID` by leave-one-
+problem-out accuracy on dev."""
+PRIOR_GRID = (0.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 1e6)
+"""Prior strengths "auto" tries; 1e6 is "the pooled winner at every level" (no per-level choice)."""
 
 
 def shrunk_accuracy(successes: float, count: int, pooled: float, prior_strength: float) -> float:
@@ -142,11 +146,12 @@ def learn_policy(
     scorer: str = "",
     sampling: dict | None = None,
     sources: list[str] | None = None,
-    prior_strength: float = DEFAULT_PRIOR_STRENGTH,
+    prior_strength: float | str = DEFAULT_PRIOR_STRENGTH,
 ) -> Policy:
     """The policy: for each level 1..num_levels and each budget, the best variant on that level's dev problems
-    (by accuracy shrunk towards the pooled one; `prior_strength` 0 ranks by the level's accuracy alone)."""
-    check(isinstance(prior_strength, (int, float)) and prior_strength >= 0, f"`prior_strength` must be a number >= 0, got {prior_strength!r}.", parameter="prior_strength", value=prior_strength)
+    (by accuracy shrunk towards the pooled one; `prior_strength` 0 ranks by the level's accuracy alone, "auto"
+    cross-validates it on dev)."""
+    check(prior_strength == AUTO or (isinstance(prior_strength, (int, float)) and prior_strength >= 0), f"`prior_strength` must be a number >= 0 or 'auto', got {prior_strength!r}.", parameter="prior_strength", value=prior_strength)
     check(bins in ("predicted", "oracle"), f"`bins` must be 'predicted' or 'oracle', got {bins!r}.", parameter="bins", value=bins)
     if not difficulty.predicted_edges:
         raise DataError("the difficulty has no predicted scores (the run stored none): include a scored sampling strategy (weighted or bon) in --strategies.")
@@ -154,21 +159,16 @@ def learn_policy(
     variants = candidate_variants(strategies)
     measured = measure_variants(rows, variants, budgets, num_probe=difficulty.num_probe)
     order = {key: i for i, key in enumerate((n, json.dumps(p, sort_keys=True)) for n, p in variants)}
+    cv: dict[float, float] = {}
+    if prior_strength == AUTO:
+        prior_strength, cv = choose_prior_strength(measured, levels, order, sorted(budgets), difficulty.num_levels)
     entries = []
     for n in sorted(budgets):
         feasible = [k for k in order if measured[k].get(n)]
         if not feasible:
             raise DataError(f"no strategy can be measured at N={n}: sampling runs need >= {n} candidates, searches a stored budget <= N - {difficulty.num_probe}.")
-        pooled = {k: _stats(list(measured[k][n].values())) for k in feasible}
         for level in range(1, difficulty.num_levels + 1):
-            stats = {}
-            for k in feasible:
-                outs = [o for (pid, _seed), o in measured[k][n].items() if levels.get(pid) == level]
-                stats[k] = (*_stats(outs), len(outs))
-            empty = all(s[3] == 0 for s in stats.values())
-            src = {k: (*pooled[k], 0) for k in feasible} if empty else stats
-            rank = {k: shrunk_accuracy(src[k][0] * src[k][3], src[k][3], pooled[k][0], prior_strength) for k in feasible}
-            ranked = sorted(feasible, key=lambda k: (-rank[k], -pooled[k][0], src[k][1], order[k]))
+            ranked, src, rank, pooled = _rank(measured, levels, order, feasible, n, level, prior_strength)
             best = ranked[0]
             acc, compute, run_n, count = src[best]
             successes = round(acc * count)
@@ -205,7 +205,47 @@ def learn_policy(
         sampling=sampling or {},
         sources=sources or [],
         prior_strength=float(prior_strength),
+        prior_strength_cv={f"{m:g}": acc for m, acc in cv.items()},
     )
+
+
+def _rank(measured, levels: dict[str, int], order: dict, feasible: list, n: int, level: int, prior_strength: float, exclude: str | None = None):
+    """Variants for one (level, N), best first, by level accuracy shrunk towards the pooled one; problem
+    `exclude` left out (for cross-validation). Returns (ranked, level stats, shrunk accuracy, pooled stats);
+    stats are (accuracy, mean compute, run_n, count). A level with no problems ranks by the pooled numbers."""
+    pooled, stats = {}, {}
+    for k in feasible:
+        outs = [(pid, o) for (pid, _seed), o in measured[k][n].items() if pid != exclude]
+        pooled[k] = _stats([o for _, o in outs])
+        mine = [o for pid, o in outs if levels.get(pid) == level]
+        stats[k] = (*_stats(mine), len(mine))
+    src = {k: (*pooled[k], 0) for k in feasible} if all(s[3] == 0 for s in stats.values()) else stats
+    rank = {k: shrunk_accuracy(src[k][0] * src[k][3], src[k][3], pooled[k][0], prior_strength) for k in feasible}
+    ranked = sorted(feasible, key=lambda k: (-rank[k], -pooled[k][0], src[k][1], order[k]))
+    return ranked, src, rank, pooled
+
+
+def choose_prior_strength(measured, levels: dict[str, int], order: dict, budgets: list[int], num_levels: int, grid: tuple[float, ...] = PRIOR_GRID) -> tuple[float, dict[float, float]]:
+    """The prior strength with the best leave-one-problem-out dev accuracy over all budgets: each dev problem
+    is answered by the variant the other problems choose for its level. Ties go to the stronger prior (the
+    simpler policy). Returns (choice, {prior: cross-validated accuracy})."""
+    pids = sorted({pid for per_n in measured.values() for outs in per_n.values() for (pid, _s) in outs})
+    cv = {}
+    for m in grid:
+        right = total = 0
+        for n in budgets:
+            feasible = [k for k in order if measured[k].get(n)]
+            for pid in pids:
+                level = levels.get(pid)
+                if level is None:
+                    continue
+                best = _rank(measured, levels, order, feasible, n, level, m, exclude=pid)[0][0]
+                outs = [o for (p, _s), o in measured[best][n].items() if p == pid]
+                right += sum(o.correct for o in outs)
+                total += len(outs)
+        cv[m] = right / total if total else 0.0
+    best = max(grid, key=lambda m: (cv[m], m))
+    return best, cv
 
 
 def _label(strategy: str, params: dict) -> str:

@@ -212,10 +212,14 @@ def _solve_rows(strat: Strategy, problems: list[Problem], ns: list[int], seed: i
     per_problem: dict[str, dict] = {p.id: {} for p in problems}
     last: dict[str, SolveResult] = {}
     for n in budgets:
-        for p, res in zip(problems, strat.solve(problems, n)):
+        results = strat.solve(problems, n)
+        choices = {c["problem_id"]: c for c in getattr(strat, "choices", [])}  # `optimal`: what it dispatched to
+        for p, res in zip(problems, results):
             cands = [_candidate_dict(c, p.answer) for c in res.candidates]
             u = res.usage
             per_problem[p.id][str(n)] = _at(res, p.answer, cands=cands, n=len(cands), wall=u.wall_time, gen=u.num_generated_tokens, compute=u.num_compute_tokens)
+            if p.id in choices:
+                per_problem[p.id][str(n)]["choice"] = {k: v for k, v in choices[p.id].items() if k not in ("problem_id", "n")}
             last[p.id] = res
     rows = []
     for p in problems:

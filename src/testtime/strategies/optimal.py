@@ -99,6 +99,8 @@ class Policy:
     """Run directories the dev numbers come from."""
     prior_strength: float = 0.0
     """Pseudo-problems of pooled evidence each level's dev accuracy was shrunk with when ranking (0: none)."""
+    prior_strength_cv: dict[str, float] = field(default_factory=dict)
+    """With `--prior-strength auto`: each tried prior strength's leave-one-problem-out dev accuracy."""
     version: int = POLICY_VERSION
 
     def __post_init__(self) -> None:
