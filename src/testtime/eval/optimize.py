@@ -161,14 +161,15 @@ def learn_policy(
     order = {key: i for i, key in enumerate((n, json.dumps(p, sort_keys=True)) for n, p in variants)}
     cv: dict[float, float] = {}
     if prior_strength == AUTO:
-        prior_strength, cv = choose_prior_strength(measured, levels, order, sorted(budgets), difficulty.num_levels)
+        prior_strength, cv = choose_prior_strength(measured, levels, order, sorted(budgets))
     entries = []
     for n in sorted(budgets):
         feasible = [k for k in order if measured[k].get(n)]
         if not feasible:
             raise DataError(f"no strategy can be measured at N={n}: sampling runs need >= {n} candidates, searches a stored budget <= N - {difficulty.num_probe}.")
         for level in range(1, difficulty.num_levels + 1):
-            ranked, src, rank, pooled = _rank(measured, levels, order, feasible, n, level, prior_strength)
+            src, pooled = _level_stats(measured, levels, feasible, n, level)
+            ranked, rank = _ranked(src, pooled, order, prior_strength)
             best = ranked[0]
             acc, compute, run_n, count = src[best]
             successes = round(acc * count)
@@ -209,10 +210,9 @@ def learn_policy(
     )
 
 
-def _rank(measured, levels: dict[str, int], order: dict, feasible: list, n: int, level: int, prior_strength: float, exclude: str | None = None):
-    """Variants for one (level, N), best first, by level accuracy shrunk towards the pooled one; problem
-    `exclude` left out (for cross-validation). Returns (ranked, level stats, shrunk accuracy, pooled stats);
-    stats are (accuracy, mean compute, run_n, count). A level with no problems ranks by the pooled numbers."""
+def _level_stats(measured, levels: dict[str, int], feasible: list, n: int, level: int, exclude: str | None = None):
+    """(level stats, pooled stats) of each variant at N, problem `exclude` left out (for cross-validation);
+    stats are (accuracy, mean compute, run_n, count). A level with no problems gets the pooled numbers."""
     pooled, stats = {}, {}
     for k in feasible:
         outs = [(pid, o) for (pid, _seed), o in measured[k][n].items() if pid != exclude]
@@ -220,32 +220,34 @@ def _rank(measured, levels: dict[str, int], order: dict, feasible: list, n: int,
         mine = [o for pid, o in outs if levels.get(pid) == level]
         stats[k] = (*_stats(mine), len(mine))
     src = {k: (*pooled[k], 0) for k in feasible} if all(s[3] == 0 for s in stats.values()) else stats
-    rank = {k: shrunk_accuracy(src[k][0] * src[k][3], src[k][3], pooled[k][0], prior_strength) for k in feasible}
-    ranked = sorted(feasible, key=lambda k: (-rank[k], -pooled[k][0], src[k][1], order[k]))
-    return ranked, src, rank, pooled
+    return src, pooled
 
 
-def choose_prior_strength(measured, levels: dict[str, int], order: dict, budgets: list[int], num_levels: int, grid: tuple[float, ...] = PRIOR_GRID) -> tuple[float, dict[float, float]]:
+def _ranked(src: dict, pooled: dict, order: dict, prior_strength: float) -> tuple[list, dict]:
+    """Variants best first by level accuracy shrunk towards the pooled one, and the shrunk accuracies."""
+    rank = {k: shrunk_accuracy(src[k][0] * src[k][3], src[k][3], pooled[k][0], prior_strength) for k in src}
+    return sorted(src, key=lambda k: (-rank[k], -pooled[k][0], src[k][1], order[k])), rank
+
+
+def choose_prior_strength(measured, levels: dict[str, int], order: dict, budgets: list[int], grid: tuple[float, ...] = PRIOR_GRID) -> tuple[float, dict[float, float]]:
     """The prior strength with the best leave-one-problem-out dev accuracy over all budgets: each dev problem
     is answered by the variant the other problems choose for its level. Ties go to the stronger prior (the
     simpler policy). Returns (choice, {prior: cross-validated accuracy})."""
     pids = sorted({pid for per_n in measured.values() for outs in per_n.values() for (pid, _s) in outs})
-    cv = {}
-    for m in grid:
-        right = total = 0
-        for n in budgets:
-            feasible = [k for k in order if measured[k].get(n)]
-            for pid in pids:
-                level = levels.get(pid)
-                if level is None:
-                    continue
-                best = _rank(measured, levels, order, feasible, n, level, m, exclude=pid)[0][0]
-                outs = [o for (p, _s), o in measured[best][n].items() if p == pid]
-                right += sum(o.correct for o in outs)
-                total += len(outs)
-        cv[m] = right / total if total else 0.0
-    best = max(grid, key=lambda m: (cv[m], m))
-    return best, cv
+    right, total = dict.fromkeys(grid, 0), dict.fromkeys(grid, 0)
+    for n in budgets:
+        feasible = [k for k in order if measured[k].get(n)]
+        for pid in pids:
+            if pid not in levels:
+                continue
+            src, pooled = _level_stats(measured, levels, feasible, n, levels[pid], exclude=pid)  # the same for every prior
+            for m in grid:
+                best = _ranked(src, pooled, order, m)[0][0]
+                outs = [o for (p, _s), o in measured[best][n].items() if p == pid]  # one per seed
+                right[m] += sum(o.correct for o in outs)
+                total[m] += len(outs)
+    cv = {m: right[m] / total[m] if total[m] else 0.0 for m in grid}
+    return max(grid, key=lambda m: (cv[m], m)), cv
 
 
 def _label(strategy: str, params: dict) -> str:
