@@ -16,7 +16,7 @@ from testtime.eval.difficulty import compute_difficulty
 from testtime.eval.optimize import candidate_variants, format_policy, in_sample_accuracy, learn_policy
 from testtime.scorers import ScriptedScorer
 from testtime.strategies import STRATEGIES, OptimalStrategy, Policy, PolicyEntry, SolveResult, Strategy, Usage
-from testtime.strategies._base import as_problem_list
+from testtime.strategies._base import SamplingStrategyParams, as_problem_list
 from testtime.tasks import Problem
 
 # Five kinds of problem, two of each; candidate i of a kind answers KINDS[kind][i]. Gold is "5".
@@ -83,8 +83,8 @@ def test_few_problems_per_level_defer_to_the_pooled_winner(tmp_path):
                 c["correct"] = c["answer"] == "7"
                 if c["correct"]:
                     c["score"], c["scores"] = 1.0, [1.0]
-    raw = learn_policy(rows, diff, strategies=["majority", "weighted"], budgets=[4], prior_strength=0)
-    shrunk = learn_policy(rows, diff, strategies=["majority", "weighted"], budgets=[4], prior_strength=8)
+    raw = learn_policy(rows, diff, strategies=["majority", "weighted"], budgets=[4], prior_strength=0, skip_probe="never")
+    shrunk = learn_policy(rows, diff, strategies=["majority", "weighted"], budgets=[4], prior_strength=8, skip_probe="never")
     pooled = {r["strategy"]: r["pooled_accuracy"] for r in shrunk.entry(2, 4).ranking}
     assert pooled == {"majority": pytest.approx(0.4), "weighted": pytest.approx(0.6)}
     # Level 2 (the A trap): majority 2 of 2, weighted 0 of 2. Alone, that decides; shrunk by 8 pooled
@@ -93,7 +93,7 @@ def test_few_problems_per_level_defer_to_the_pooled_winner(tmp_path):
     top = shrunk.entry(2, 4).ranking
     assert [round(r["shrunk_accuracy"], 3) for r in top] == [0.52, 0.48, 0.48, 0.48, 0.48]
     # With 12 pseudo-problems, two problems no longer outweigh the pooled lead: (2 + 4.8) / 14 < 7.2 / 14.
-    assert learn_policy(rows, diff, strategies=["majority", "weighted"], budgets=[4], prior_strength=12).entry(2, 4).strategy == "weighted"
+    assert learn_policy(rows, diff, strategies=["majority", "weighted"], budgets=[4], prior_strength=12, skip_probe="never").entry(2, 4).strategy == "weighted"
     assert shrunk.prior_strength == 8.0 and raw.prior_strength == 0.0
     with pytest.raises(ValidationError, match="prior_strength"):
         learn_policy(rows, diff, strategies=["majority"], budgets=[4], prior_strength=-1)
@@ -279,3 +279,66 @@ def test_optimize_cli_bad_prior_strength_is_one_line(capsys, value):
 def test_optimize_cli_bad_strategy_is_one_line(capsys):
     assert main(["optimize", "--strategies", "majority,optimal"]) == 2
     assert capsys.readouterr().err.strip() == "error: `optimal` cannot be a candidate of its own policy."
+
+
+def with_search_rows(rows, correct_at):
+    """`rows` plus a stored `fakesearch` run: per budget, whether it answered every problem right."""
+    pids = sorted({r["problem_id"] for r in rows})
+    extra = [{"problem_id": pid, "strategy": "fakesearch", "seed": 0, "by_n": {str(n): {"correct": ok, "num_compute_tokens": 10 * n} for n, ok in correct_at.items()}} for pid in pids]
+    return rows + extra
+
+
+def test_a_budget_goes_probe_free_when_the_whole_budget_does_at_least_as_well_on_dev(monkeypatch, tmp_path):
+    monkeypatch.setitem(STRATEGIES, "fakesearch", FakeSearch)
+    rows = dev_rows(tmp_path)
+    diff = compute_difficulty(rows, num_probe=2)
+    # The search is always wrong with 2 paths and always right with 4. After a 2-sample probe, N=4 leaves it 2:
+    # by level, the sampling strategies' 6 of 10 is the best there is; without a probe, the search's 10 of 10.
+    rows = with_search_rows(rows, {2: False, 4: True})
+    strategies = ["majority", "weighted", "fakesearch"]
+    policy = learn_policy(rows, diff, strategies=strategies, budgets=[2, 4], prior_strength=8)
+    assert policy.probe_free_budgets == [4]
+    assert policy.budget_cv["4"] == {"by_level": pytest.approx(0.6), "probe_free": pytest.approx(1.0)}
+    # At N=2 no search fits after the probe, and without one the pooled winner of nine problems misses the tenth
+    # whenever it is the level that needed the other strategy: by level wins.
+    assert policy.budget_cv["2"]["by_level"] == pytest.approx(0.6) and policy.budget_cv["2"]["probe_free"] < 0.6
+    assert {(e.strategy, e.run_n) for e in policy.entries if e.n == 4} == {("fakesearch", 4)}  # every level, measured at 4
+    assert len({e.strategy for e in policy.entries if e.n == 2}) == 2
+    assert policy.is_probe_free(4) and policy.is_probe_free(64) and not policy.is_probe_free(3)
+    assert "N=4 (no probe)" in format_policy(policy) and in_sample_accuracy(policy, rows, diff)[4][0] == 1.0
+    assert Policy.load(policy.save(tmp_path / "p.json")).probe_free_budgets == [4]
+    # With the search as good with 2 paths as with 4, probing costs nothing here, and both ways tie at 10 of 10:
+    # the tie goes to no probe. `skip_probe="never"` keeps the probe everywhere.
+    tied = learn_policy(with_search_rows(dev_rows(tmp_path / "b"), {2: True, 4: True}), diff, strategies=strategies, budgets=[4], prior_strength=8)
+    assert tied.budget_cv["4"] == {"by_level": 1.0, "probe_free": 1.0} and tied.probe_free_budgets == [4]
+    never = learn_policy(rows, diff, strategies=strategies, budgets=[2, 4], prior_strength=8, skip_probe="never")
+    assert never.probe_free_budgets == [] and {e.run_n for e in never.entries if e.strategy == "fakesearch"} <= {2}
+    with pytest.raises(ValidationError, match="`skip_probe` must be one of auto, never"):
+        learn_policy(rows, diff, strategies=strategies, budgets=[4], skip_probe="sometimes")
+
+
+def test_probe_free_dispatch_runs_the_choice_with_the_whole_budget_and_its_own_seed(monkeypatch):
+    monkeypatch.setitem(STRATEGIES, "fakesearch", FakeSearch)
+    FakeSearch.budgets, FakeSearch.widths = [], []
+    policy = manual_policy(every_level(16, "fakesearch", {"width": 4}) + every_level(8, "weighted", {"reduction": "min"}))
+    policy.probe_free_budgets = [8, 16]
+    engine = ScriptedEngine(handler)
+    opt = OptimalStrategy(engine, scorer(), policy=policy, seed=3)
+    (res,) = opt.solve([Problem(id="B0", question="B0", answer="5")], 16)
+    assert FakeSearch.budgets == [16] and FakeSearch.widths == [4] and engine.calls == []  # no probe was sampled
+    assert res.strategy == "optimal" and res.usage.num_generated_tokens == 160 and len(res.candidates) == 1
+    assert opt.choices == [{"problem_id": "B0", "n": 16, "score": None, "level": None, "strategy": "fakesearch", "params": {"width": 4}, "budget": 16}]
+    # N=12 uses the N=8 entries (probe-free too); a sampling strategy draws all 12 in one call with the strategy's
+    # own seed, as the single-strategy run it was chosen from did.
+    (res12,) = opt.solve([Problem(id="B0", question="B0", answer="5")], 12)
+    alone = ScriptedEngine(handler)
+    (single,) = STRATEGIES["weighted"](alone, scorer(), params=SamplingStrategyParams(reduction="min"), seed=3).solve([Problem(id="B0", question="B0", answer="5")], 12)
+    assert [(p.n, p.seed) for _, p in engine.calls] == [(p.n, p.seed) for _, p in alone.calls] and engine.calls[0][1].n == 12
+    assert [c.text for c in res12.candidates] == [c.text for c in single.candidates] and len(res12.candidates) == 12
+    assert res12.answer == single.answer == "5" and opt.choices[0]["budget"] == 12
+    # The search refuses 12 (not a power of two) and runs at 8 without a probe to take from.
+    policy.entries = every_level(8, "fakesearch")
+    (res12,) = opt.solve([Problem(id="B0", question="B0", answer="5")], 12)
+    assert FakeSearch.budgets == [16, 8] and opt.choices[0]["budget"] == 8
+    with pytest.raises(ValidationError, match=r"`probe_free_budgets` names budgets with no entries: \[4\]"):
+        Policy(entries=every_level(8, "majority"), edges=[0.2, 0.4, 0.6, 0.8], probe_free_budgets=[4])

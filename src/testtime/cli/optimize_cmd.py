@@ -22,6 +22,7 @@ def add_arguments(p) -> None:
     p.add_argument("--probe-samples", type=int, default=4, help="probe samples for the predicted level (ignored with --difficulty) (default: %(default)s)")
     p.add_argument("--reduction", default="last", help="probe score reduction: last, min, prod, mean (ignored with --difficulty) (default: %(default)s)")
     p.add_argument("--prior-strength", default="auto", help="pseudo-problems of pooled (all-level) evidence each level's dev accuracy is shrunk with before ranking; 0 ranks by the level alone; 'auto' picks it by leave-one-problem-out dev accuracy (default: auto)")
+    p.add_argument("--skip-probe", choices=("auto", "never"), default="auto", help="auto: no probe at a budget where one strategy for every level, given the whole budget, answers at least as many dev problems (leave-one-problem-out) as choosing by level; never: always probe (default: %(default)s)")
     p.add_argument("--bins", choices=("predicted", "oracle"), default="predicted", help="group dev problems by predicted levels (as online) or oracle levels (default: %(default)s)")
     p.add_argument("--batch-problems", type=int, default=0, help="problems per chunk, the resume unit (default: auto)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -72,6 +73,7 @@ def run(args) -> int:
         sampling={"temperature": config.temperature, "top_p": config.top_p, "max_tokens": config.max_tokens},
         sources=[out],
         prior_strength=prior,
+        skip_probe=args.skip_probe,
     )
     path = policy.save(args.policy_out or os.path.join(out, "policy.json"))
     print(format_policy(policy))
@@ -80,5 +82,8 @@ def run(args) -> int:
         print(f"N={n}: policy {acc:.3f} on dev (in-sample, optimistic); best single {best[0]} {best[1]:.3f}")
     if policy.prior_strength_cv:
         print("prior strength (leave-one-problem-out dev accuracy): " + ", ".join(f"{m}: {a:.3f}" for m, a in policy.prior_strength_cv.items()) + f" -> {policy.prior_strength:g}")
+    for n, cv in policy.budget_cv.items():
+        how = "no probe" if int(n) in policy.probe_free_budgets else "probe, then by level"
+        print(f"N={n}: leave-one-problem-out dev accuracy {cv['by_level']:.3f} by level, {cv['probe_free']:.3f} without a probe -> {how}")
     print(f"policy: {path}  (use: testtime eval --strategy optimal --policy {path})")
     return 0

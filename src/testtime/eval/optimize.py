@@ -14,6 +14,10 @@ A level's choice ranks variants by their level accuracy shrunk towards their acc
 lead is noise and the pooled winner should stand; with many, the level's own evidence decides. Ties break
 towards the better strategy over all levels at that N, then fewer compute tokens, then the order given in
 `strategies`.
+
+The probe itself has a price (num_probe of the N samples, and their scoring), so each budget is also tried
+without one: the single best variant with the whole budget for every level. Whichever way answers more dev
+problems leave-one-problem-out wins the budget; a tie goes to no probe (cheaper, and nothing to mispredict).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from ..strategies.optimal import OptimalStrategy, Policy, PolicyEntry, build_str
 from ._metrics import wilson_interval
 from .difficulty import Difficulty
 
-__all__ = ["AUTO", "DEFAULT_PRIOR_STRENGTH", "PRIOR_GRID", "Outcome", "choose_prior_strength", "candidate_variants", "measure_variants", "learn_policy", "format_policy"]
+__all__ = ["AUTO", "DEFAULT_PRIOR_STRENGTH", "POOLED", "PRIOR_GRID", "SKIP_PROBE", "Outcome", "choose_prior_strength", "candidate_variants", "measure_variants", "learn_policy", "format_policy"]
 
 
 AUTO = "auto"
@@ -37,8 +41,12 @@ DEFAULT_PRIOR_STRENGTH: float | str = AUTO
 """Pseudo-problems of pooled evidence each level's accuracy is shrunk with (at 8 with 8 problems per level, the
 level's own accuracy and the pooled one weigh the same); "auto" picks it from `PRIOR_GRID` by leave-one-
 problem-out accuracy on dev."""
-PRIOR_GRID = (0.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 1e6)
-"""Prior strengths "auto" tries; 1e6 is "the pooled winner at every level" (no per-level choice)."""
+POOLED = 1e6
+"""A prior strength that makes every level take the pooled winner (no per-level choice)."""
+PRIOR_GRID = (0.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, POOLED)
+"""Prior strengths "auto" tries."""
+SKIP_PROBE = (AUTO, "never")
+"""`skip_probe` values: "auto" drops the probe at budgets where it does not pay for itself on dev."""
 
 
 def shrunk_accuracy(successes: float, count: int, pooled: float, prior_strength: float) -> float:
@@ -147,29 +155,45 @@ def learn_policy(
     sampling: dict | None = None,
     sources: list[str] | None = None,
     prior_strength: float | str = DEFAULT_PRIOR_STRENGTH,
+    skip_probe: str = AUTO,
 ) -> Policy:
     """The policy: for each level 1..num_levels and each budget, the best variant on that level's dev problems
     (by accuracy shrunk towards the pooled one; `prior_strength` 0 ranks by the level's accuracy alone, "auto"
-    cross-validates it on dev)."""
+    cross-validates it on dev).
+
+    With `skip_probe` "auto", a budget becomes probe-free when the best single variant given the whole budget
+    (searches measured at the largest stored budget <= N, not N - num_probe) answers at least as many dev
+    problems leave-one-problem-out as probing and choosing by level does; every level then gets that variant.
+    "never" keeps the probe at every budget."""
     check(prior_strength == AUTO or (isinstance(prior_strength, (int, float)) and prior_strength >= 0), f"`prior_strength` must be a number >= 0 or 'auto', got {prior_strength!r}.", parameter="prior_strength", value=prior_strength)
+    check(skip_probe in SKIP_PROBE, f"`skip_probe` must be one of {', '.join(SKIP_PROBE)}, got {skip_probe!r}.", parameter="skip_probe", value=skip_probe)
     check(bins in ("predicted", "oracle"), f"`bins` must be 'predicted' or 'oracle', got {bins!r}.", parameter="bins", value=bins)
     if not difficulty.predicted_edges:
         raise DataError("the difficulty has no predicted scores (the run stored none): include a scored sampling strategy (weighted or bon) in --strategies.")
     levels = difficulty.levels(bins)
     variants = candidate_variants(strategies)
     measured = measure_variants(rows, variants, budgets, num_probe=difficulty.num_probe)
+    whole = measure_variants(rows, variants, budgets, num_probe=0)  # no probe: searches get all of N
     order = {key: i for i, key in enumerate((n, json.dumps(p, sort_keys=True)) for n, p in variants)}
     cv: dict[float, float] = {}
     if prior_strength == AUTO:
         prior_strength, cv = choose_prior_strength(measured, levels, order, sorted(budgets))
-    entries = []
+    one_level = dict.fromkeys(levels, 0)  # leave-one-out of the pooled choice: every problem on one level
+    entries, probe_free, budget_cv = [], [], {}
     for n in sorted(budgets):
-        feasible = [k for k in order if measured[k].get(n)]
+        by_level = _cv_accuracy(_cv_counts(measured, levels, order, n, (prior_strength,))[prior_strength])
+        free = _cv_accuracy(_cv_counts(whole, one_level, order, n, (0.0,))[0.0])
+        budget_cv[str(n)] = {"by_level": by_level, "probe_free": free}
+        is_free = skip_probe == AUTO and (free >= by_level or not any(measured[k].get(n) for k in order))
+        source = whole if is_free else measured
+        feasible = [k for k in order if source[k].get(n)]
         if not feasible:
             raise DataError(f"no strategy can be measured at N={n}: sampling runs need >= {n} candidates, searches a stored budget <= N - {difficulty.num_probe}.")
+        if is_free:
+            probe_free.append(n)
         for level in range(1, difficulty.num_levels + 1):
-            src, pooled = _level_stats(measured, levels, feasible, n, level)
-            ranked, rank = _ranked(src, pooled, order, prior_strength)
+            src, pooled = _level_stats(source, levels, feasible, n, level)
+            ranked, rank = _ranked(src, pooled, order, POOLED if is_free else prior_strength)
             best = ranked[0]
             acc, compute, run_n, count = src[best]
             successes = round(acc * count)
@@ -207,6 +231,8 @@ def learn_policy(
         sources=sources or [],
         prior_strength=float(prior_strength),
         prior_strength_cv={f"{m:g}": acc for m, acc in cv.items()},
+        probe_free_budgets=probe_free,
+        budget_cv=budget_cv,
     )
 
 
@@ -229,25 +255,39 @@ def _ranked(src: dict, pooled: dict, order: dict, prior_strength: float) -> tupl
     return sorted(src, key=lambda k: (-rank[k], -pooled[k][0], src[k][1], order[k])), rank
 
 
+def _cv_counts(measured, levels: dict[str, int], order: dict, n: int, grid: tuple[float, ...]) -> dict[float, tuple[int, int]]:
+    """Leave-one-problem-out at budget N: each dev problem answered by the variant the other problems choose for
+    its level, per prior strength in `grid`. Returns {prior: (right, total)} over (problem, seed) pairs."""
+    pids = sorted({pid for outs in (per_n.get(n, {}) for per_n in measured.values()) for (pid, _s) in outs})
+    feasible = [k for k in order if measured[k].get(n)]
+    counts = dict.fromkeys(grid, (0, 0))
+    for pid in pids:
+        if pid not in levels:
+            continue
+        src, pooled = _level_stats(measured, levels, feasible, n, levels[pid], exclude=pid)  # the same for every prior
+        for m in grid:
+            best = _ranked(src, pooled, order, m)[0][0]
+            outs = [o for (p, _s), o in measured[best][n].items() if p == pid]  # one per seed
+            right, total = counts[m]
+            counts[m] = (right + sum(o.correct for o in outs), total + len(outs))
+    return counts
+
+
 def choose_prior_strength(measured, levels: dict[str, int], order: dict, budgets: list[int], grid: tuple[float, ...] = PRIOR_GRID) -> tuple[float, dict[float, float]]:
     """The prior strength with the best leave-one-problem-out dev accuracy over all budgets: each dev problem
     is answered by the variant the other problems choose for its level. Ties go to the stronger prior (the
     simpler policy). Returns (choice, {prior: cross-validated accuracy})."""
-    pids = sorted({pid for per_n in measured.values() for outs in per_n.values() for (pid, _s) in outs})
     right, total = dict.fromkeys(grid, 0), dict.fromkeys(grid, 0)
     for n in budgets:
-        feasible = [k for k in order if measured[k].get(n)]
-        for pid in pids:
-            if pid not in levels:
-                continue
-            src, pooled = _level_stats(measured, levels, feasible, n, levels[pid], exclude=pid)  # the same for every prior
-            for m in grid:
-                best = _ranked(src, pooled, order, m)[0][0]
-                outs = [o for (p, _s), o in measured[best][n].items() if p == pid]  # one per seed
-                right[m] += sum(o.correct for o in outs)
-                total[m] += len(outs)
+        for m, (r, t) in _cv_counts(measured, levels, order, n, grid).items():
+            right[m] += r
+            total[m] += t
     cv = {m: right[m] / total[m] if total[m] else 0.0 for m in grid}
     return max(grid, key=lambda m: (cv[m], m)), cv
+
+
+def _cv_accuracy(counts: tuple[int, int]) -> float:
+    return counts[0] / counts[1] if counts[1] else 0.0
 
 
 def _label(strategy: str, params: dict) -> str:
@@ -260,9 +300,12 @@ def in_sample_accuracy(policy: Policy, rows: list[dict], difficulty: Difficulty)
     levels = difficulty.levels(policy.bins)
     variants = [(r["strategy"], r["params"]) for e in policy.entries for r in e.ranking]
     uniq = list(dict.fromkeys((s, json.dumps(p, sort_keys=True)) for s, p in variants))
-    measured = measure_variants(rows, [(s, json.loads(p)) for s, p in uniq], policy.budgets, num_probe=policy.num_probe)
+    chosen_variants = [(s, json.loads(p)) for s, p in uniq]
+    probed = measure_variants(rows, chosen_variants, policy.budgets, num_probe=policy.num_probe)
+    whole = measure_variants(rows, chosen_variants, policy.budgets, num_probe=0)
     out = {}
     for n in policy.budgets:
+        measured = whole if n in policy.probe_free_budgets else probed
         chosen = []
         for level in range(1, policy.num_levels + 1):
             e = policy.entry(level, n)
@@ -280,7 +323,8 @@ def format_policy(policy: Policy) -> str:
     """A level x budget table of the choices with their dev accuracy and problem count."""
     budgets = policy.budgets
     width = max([len(_label(e.strategy, e.params)) for e in policy.entries] + [10]) + 16
-    lines = [f"{'level':>5}  " + "".join(f"{'N=' + str(n):<{width}}" for n in budgets), "-" * (7 + width * len(budgets))]
+    heads = [f"N={n}" + (" (no probe)" if n in policy.probe_free_budgets else "") for n in budgets]
+    lines = [f"{'level':>5}  " + "".join(f"{h:<{width}}" for h in heads), "-" * (7 + width * len(budgets))]
     for level in range(1, policy.num_levels + 1):
         cells = []
         for n in budgets:

@@ -256,7 +256,9 @@ def _policy_table(policy: Policy) -> Table:
     cap = (
         f"Learned policy ({policy.task}/{policy.split}, bins: {policy.bins}, probe: {policy.num_probe} samples, "
         f"reduction {policy.reduction}, edges {', '.join(f'{x:.3f}' for x in policy.edges)}, "
-        f"levels ranked by accuracy shrunk towards the pooled one with {policy.prior_strength:g} pseudo-problems)."
+        f"levels ranked by accuracy shrunk towards the pooled one with {policy.prior_strength:g} pseudo-problems"
+        + (f"; no probe at N={', '.join(map(str, policy.probe_free_budgets))}, where one strategy with the whole budget did as well on dev" if policy.probe_free_budgets else "")
+        + ")."
     )
     return Table(["level", "N", "strategy", "params", "dev accuracy", "95% CI", "dev problems", "measured at N"], rows, caption=cap)
 

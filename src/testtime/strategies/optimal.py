@@ -12,6 +12,10 @@ hyper-parameters. Online, `OptimalStrategy`:
    (a search) runs with the N - num_probe that is left, and the probe's finished answers join its completed
    candidates for the final choice (scored as the search scores, chosen by its `select` rule).
 
+At a budget the policy marks probe-free (`Policy.probe_free_budgets`: on dev, one strategy for every level,
+given the whole budget, did at least as well as choosing by level after a probe), there is no probe: the choice
+runs with all N, exactly as it ran on dev, since a difficulty estimate that changes nothing is wasted compute.
+
 Budgets between the policy's use the entry of the largest policy budget <= N (the smallest, below them).
 """
 
@@ -67,7 +71,7 @@ class PolicyEntry:
     mean_compute_tokens: float = 0.0
     run_n: int = 0
     """The stored budget the dev accuracy was measured at: N for sampling strategies (the probe is reused),
-    the largest stored budget <= N - num_probe for searches."""
+    the largest stored budget <= N - num_probe for searches (<= N at a probe-free budget)."""
     ranking: list[dict] = field(default_factory=list)
     """Every feasible candidate, best first: {"strategy", "params", "accuracy" (on this level),
     "shrunk_accuracy" (what it was ranked by), "pooled_accuracy" (over all levels), "mean_compute_tokens",
@@ -101,6 +105,13 @@ class Policy:
     """Pseudo-problems of pooled evidence each level's dev accuracy was shrunk with when ranking (0: none)."""
     prior_strength_cv: dict[str, float] = field(default_factory=dict)
     """With `--prior-strength auto`: each tried prior strength's leave-one-problem-out dev accuracy."""
+    probe_free_budgets: list[int] = field(default_factory=list)
+    """Policy budgets at which `optimal` runs no probe: every level has the same choice, measured on dev with the
+    whole budget. Empty: always probe (a policy learned with `--skip-probe never`, or one where choosing by level
+    always paid for its probe)."""
+    budget_cv: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Per budget N (as a string), the leave-one-problem-out dev accuracy of the two ways to spend it:
+    {"by_level": probe, then each level's choice; "probe_free": one choice for all, whole budget}."""
     version: int = POLICY_VERSION
 
     def __post_init__(self) -> None:
@@ -109,6 +120,8 @@ class Policy:
         check(len(self.edges) == self.num_levels - 1, f"a policy with {self.num_levels} levels needs {self.num_levels - 1} edges, got {len(self.edges)}.", parameter="edges", value=self.edges)
         check(list(self.edges) == sorted(self.edges), f"policy edges must be ascending, got {self.edges}.", parameter="edges", value=self.edges)
         self.entries = [e if isinstance(e, PolicyEntry) else PolicyEntry(**e) for e in self.entries]
+        missing = sorted(set(self.probe_free_budgets) - set(self.budgets))
+        check(not missing, f"`probe_free_budgets` names budgets with no entries: {missing}.", parameter="probe_free_budgets", value=self.probe_free_budgets)
 
     @property
     def budgets(self) -> list[int]:
@@ -118,14 +131,22 @@ class Policy:
         """The predicted level of a problem whose probe candidates have mean reduced score `score`."""
         return level_from_edges(score, self.edges)
 
-    def entry(self, level: int, n: int) -> PolicyEntry:
-        """The choice for `level` at budget n: the entry of the largest policy budget <= n (the smallest if n
-        is below them all)."""
+    def budget_for(self, n: int) -> int:
+        """The policy budget whose entries serve budget n: the largest <= n (the smallest if n is below them all)."""
         budgets = self.budgets
         if not budgets:
             raise DataError("the policy has no entries; rerun `testtime optimize`.")
         below = [b for b in budgets if b <= n]
-        b = below[-1] if below else budgets[0]
+        return below[-1] if below else budgets[0]
+
+    def is_probe_free(self, n: int) -> bool:
+        """Whether `optimal` skips the probe at budget n (see `probe_free_budgets`)."""
+        return self.budget_for(n) in self.probe_free_budgets
+
+    def entry(self, level: int, n: int) -> PolicyEntry:
+        """The choice for `level` at budget n: the entry of the largest policy budget <= n (the smallest if n
+        is below them all)."""
+        b = self.budget_for(n)
         for e in self.entries:
             if e.level == level and e.n == b:
                 return e
@@ -186,7 +207,7 @@ class OptimalStrategy(Strategy):
     """Probe, predict the difficulty level, dispatch to the policy's strategy for (level, budget).
 
     After `solve`, `choices` holds one dict per problem (problem_id, n, score, level, strategy, params, budget
-    the chosen strategy got) for inspection and tests.
+    the chosen strategy got) for inspection and tests; score and level are None at a probe-free budget.
     """
 
     name = "optimal"
@@ -269,12 +290,31 @@ class OptimalStrategy(Strategy):
         sel = select(cands)
         return replace(result, strategy=self.name, candidates=cands, selected=sel, answer=None if sel is None else cands[sel].answer, usage=usage)
 
+    def _solve_probe_free(self, probs: list[Problem], n: int) -> list[SolveResult]:
+        """Every level has the same choice at this budget: run it with the whole budget and the strategy's own
+        seed, as the single-strategy dev run that chose it did."""
+        e = self.policy.entry(1, n)
+        strat = build_strategy(e.strategy, self.engine, self.scorer, e.params, sampling=self.sampling, seed=self.seed)
+        strat.use_tqdm = self.use_tqdm
+        got = n
+        try:
+            results = strat.solve(probs, n)
+        except ValidationError:
+            if is_resampling(type(strat)):
+                raise
+            got = 1 << (n.bit_length() - 1)  # as in `_search`: the largest power of two that fits
+            results = strat.solve(probs, got)
+        self.choices = [{"problem_id": p.id, "n": n, "score": None, "level": None, "strategy": e.strategy, "params": e.params, "budget": got} for p in probs]
+        return [replace(r, strategy=self.name) for r in results]
+
     def solve(self, problems: Problem | Sequence[Problem], budget: int | None = None) -> list[SolveResult]:
         probs = as_problem_list(problems)
         n = max(self.policy.budgets) if budget is None else budget
         check(isinstance(n, int) and n >= 1, f"the budget must be an integer >= 1, got {n!r}.", parameter="budget", value=n)
         if not probs:
             return []
+        if self.policy.is_probe_free(n):
+            return self._solve_probe_free(probs, n)
         k = min(self.policy.num_probe, n)
         probe = self._probe(probs, k)
         groups: dict[tuple[str, str], list[int]] = {}
