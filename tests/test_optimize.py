@@ -281,11 +281,26 @@ def test_optimize_cli_bad_strategy_is_one_line(capsys):
     assert capsys.readouterr().err.strip() == "error: `optimal` cannot be a candidate of its own policy."
 
 
-def with_search_rows(rows, correct_at):
-    """`rows` plus a stored `fakesearch` run: per budget, whether it answered every problem right."""
+def with_search_rows(rows, correct_at, *, strategy="fakesearch", wrong=()):
+    """`rows` plus a stored search run: per budget, whether it answered every problem (but `wrong`) right."""
     pids = sorted({r["problem_id"] for r in rows})
-    extra = [{"problem_id": pid, "strategy": "fakesearch", "seed": 0, "by_n": {str(n): {"correct": ok, "num_compute_tokens": 10 * n} for n, ok in correct_at.items()}} for pid in pids]
+    extra = [{"problem_id": pid, "strategy": strategy, "seed": 0, "by_n": {str(n): {"correct": ok and pid not in wrong, "num_compute_tokens": 10 * n} for n, ok in correct_at.items()}} for pid in pids]
     return rows + extra
+
+
+def test_a_probe_free_budget_gives_every_level_the_same_variant_even_when_the_pooled_best_ties(monkeypatch, tmp_path):
+    monkeypatch.setitem(STRATEGIES, "fakesearch", FakeSearch)
+    monkeypatch.setitem(STRATEGIES, "fakesearch2", FakeSearch)
+    rows = dev_rows(tmp_path)
+    diff = compute_difficulty(rows, num_probe=2)
+    # Both searches miss one problem of ten with 4 paths (0.9 pooled): the first on A0 (level 2), the second on
+    # B0 (level 4). Level 2 alone would prefer the second; a probe-free budget must not split by level.
+    rows = with_search_rows(rows, {2: False, 4: True}, wrong={"A0"})
+    rows = with_search_rows(rows, {2: False, 4: True}, strategy="fakesearch2", wrong={"B0"})
+    policy = learn_policy(rows, diff, strategies=["majority", "weighted", "fakesearch", "fakesearch2"], budgets=[4], prior_strength=8)
+    assert policy.probe_free_budgets == [4] and policy.budget_cv["4"]["probe_free"] == pytest.approx(0.8)
+    assert {e.strategy for e in policy.entries} == {"fakesearch"}  # the tie goes to the order given
+    assert policy.entry(2, 4).accuracy == 0.5 and policy.entry(4, 4).accuracy == 1.0
 
 
 def test_a_budget_goes_probe_free_when_the_whole_budget_does_at_least_as_well_on_dev(monkeypatch, tmp_path):

@@ -193,7 +193,11 @@ def learn_policy(
             probe_free.append(n)
         for level in range(1, difficulty.num_levels + 1):
             src, pooled = _level_stats(source, levels, feasible, n, level)
-            ranked, rank = _ranked(src, pooled, order, POOLED if is_free else prior_strength)
+            if is_free:  # one variant for every level: ranked by pooled accuracy alone, so ties cannot split levels
+                ranked = sorted(feasible, key=lambda k: (-pooled[k][0], pooled[k][1], order[k]))
+                rank = {k: pooled[k][0] for k in feasible}
+            else:
+                ranked, rank = _ranked(src, pooled, order, prior_strength)
             best = ranked[0]
             acc, compute, run_n, count = src[best]
             successes = round(acc * count)
