@@ -134,6 +134,13 @@ def measure_variants(rows: list[dict], variants: list[tuple[str, dict]], budgets
     return out
 
 
+def _without_probe(measured, rows: list[dict], variants: list[tuple[str, dict]], budgets: list[int]):
+    """`measured` as it is with no probe: searches re-measured with all of N; sampling strategies reused (their
+    numbers never depended on the probe, and re-selecting every stored candidate set is the costly part)."""
+    searches = [v for v in variants if not is_resampling(get_strategy(v[0]))]
+    return {**measured, **measure_variants(rows, searches, budgets, num_probe=0)}
+
+
 def _stats(outcomes: list[Outcome]) -> tuple[float, float, int]:
     if not outcomes:
         return 0.0, 0.0, 0
@@ -173,7 +180,7 @@ def learn_policy(
     levels = difficulty.levels(bins)
     variants = candidate_variants(strategies)
     measured = measure_variants(rows, variants, budgets, num_probe=difficulty.num_probe)
-    whole = measure_variants(rows, variants, budgets, num_probe=0)  # no probe: searches get all of N
+    whole = _without_probe(measured, rows, variants, budgets)
     order = {key: i for i, key in enumerate((n, json.dumps(p, sort_keys=True)) for n, p in variants)}
     cv: dict[float, float] = {}
     if prior_strength == AUTO:
@@ -306,7 +313,7 @@ def in_sample_accuracy(policy: Policy, rows: list[dict], difficulty: Difficulty)
     uniq = list(dict.fromkeys((s, json.dumps(p, sort_keys=True)) for s, p in variants))
     chosen_variants = [(s, json.loads(p)) for s, p in uniq]
     probed = measure_variants(rows, chosen_variants, policy.budgets, num_probe=policy.num_probe)
-    whole = measure_variants(rows, chosen_variants, policy.budgets, num_probe=0)
+    whole = _without_probe(probed, rows, chosen_variants, policy.budgets)
     out = {}
     for n in policy.budgets:
         measured = whole if n in policy.probe_free_budgets else probed

@@ -263,16 +263,24 @@ class OptimalStrategy(Strategy):
             out.append(replace(res, strategy=self.name, usage=pr.usage + mr.usage))
         return out
 
-    def _search(self, name: str, params: dict, probs: list[Problem], probe: list[SolveResult], budget: int) -> tuple[list[SolveResult], int]:
+    def _build(self, name: str, params: dict) -> Strategy:
         strat = build_strategy(name, self.engine, self.scorer, params, sampling=self.sampling, seed=self.seed)
         strat.use_tqdm = self.use_tqdm
+        return strat
+
+    @staticmethod
+    def _solve_search(strat: Strategy, probs: list[Problem], budget: int) -> tuple[list[SolveResult], int]:
+        """(results, budget used). Some searches take only certain budgets (a multiple of the beam width); fall
+        back to the largest power of two that fits, the budgets optimize measures them at."""
         try:
-            results = strat.solve(probs, budget)
+            return strat.solve(probs, budget), budget
         except ValidationError:
-            # Some searches take only certain budgets (a multiple of the beam width); fall back to the largest
-            # power of two that fits, the budgets optimize measures them at.
             budget = 1 << (budget.bit_length() - 1)
-            results = strat.solve(probs, budget)
+            return strat.solve(probs, budget), budget
+
+    def _search(self, name: str, params: dict, probs: list[Problem], probe: list[SolveResult], budget: int) -> tuple[list[SolveResult], int]:
+        strat = self._build(name, params)
+        results, budget = self._solve_search(strat, probs, budget)
         return [self._with_probe(strat, r, pr) for pr, r in zip(probe, results, strict=True)], budget
 
     def _with_probe(self, strat: Strategy, result: SolveResult, probe: SolveResult) -> SolveResult:
@@ -294,16 +302,8 @@ class OptimalStrategy(Strategy):
         """Every level has the same choice at this budget: run it with the whole budget and the strategy's own
         seed, as the single-strategy dev run that chose it did."""
         e = self.policy.entry(1, n)
-        strat = build_strategy(e.strategy, self.engine, self.scorer, e.params, sampling=self.sampling, seed=self.seed)
-        strat.use_tqdm = self.use_tqdm
-        got = n
-        try:
-            results = strat.solve(probs, n)
-        except ValidationError:
-            if is_resampling(type(strat)):
-                raise
-            got = 1 << (n.bit_length() - 1)  # as in `_search`: the largest power of two that fits
-            results = strat.solve(probs, got)
+        strat = self._build(e.strategy, e.params)
+        results, got = (strat.solve(probs, n), n) if is_resampling(type(strat)) else self._solve_search(strat, probs, n)
         self.choices = [{"problem_id": p.id, "n": n, "score": None, "level": None, "strategy": e.strategy, "params": e.params, "budget": got} for p in probs]
         return [replace(r, strategy=self.name) for r in results]
 
