@@ -4,7 +4,7 @@ trip, online dispatch by predicted level, and budget accounting (probe samples c
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
@@ -13,7 +13,7 @@ from testtime.cli import main
 from testtime.engines import ScriptedEngine
 from testtime.eval import EvalConfig, run_eval
 from testtime.eval.difficulty import compute_difficulty
-from testtime.eval.optimize import candidate_variants, format_policy, in_sample_accuracy, learn_policy
+from testtime.eval.optimize import candidate_variants, format_policy, extra_run_rows, in_sample_accuracy, learn_policy, measure_variants, merge_rows
 from testtime.scorers import ScriptedScorer
 from testtime.strategies import STRATEGIES, OptimalStrategy, Policy, PolicyEntry, SolveResult, Strategy, Usage
 from testtime.strategies._base import SamplingStrategyParams, as_problem_list
@@ -357,3 +357,111 @@ def test_probe_free_dispatch_runs_the_choice_with_the_whole_budget_and_its_own_s
     assert FakeSearch.budgets == [16, 8] and opt.choices[0]["budget"] == 8
     with pytest.raises(ValidationError, match=r"`probe_free_budgets` names budgets with no entries: \[4\]"):
         Policy(entries=every_level(8, "majority"), edges=[0.2, 0.4, 0.6, 0.8], probe_free_budgets=[4])
+
+
+@dataclass
+class BestSearchParams(FakeSearchParams):
+    select: str = "best"
+
+
+class FakeBestSearch(FakeSearch):
+    """FakeSearch with a final-choice rule: answers `answer` scored 0.2, so the probe's answers can win."""
+
+    name = "fakebest"
+    params_class = BestSearchParams
+    answer = "3"
+
+    def __init__(self, engine, scorer=None, *, params=None, **kw):
+        super().__init__(engine, scorer, params=params or BestSearchParams(), **kw)
+
+    def solve(self, problems, budget=None):
+        return [replace(r, answer=self.answer, candidates=[replace(c, answer=self.answer) for c in r.candidates]) for r in super().solve(problems, budget)]
+
+
+def search_dev_rows(tmp_path, name, n, strategies=("majority", "weighted", "fakebest")):
+    cfg = EvalConfig(task="scripted", strategies=list(strategies), n=n, out=str(tmp_path / name), batch_problems=5)
+    return run_eval(cfg, engine=ScriptedEngine(handler), scorer=scorer(), problems=PROBLEMS, progress=False, log=lambda *_: None).rows
+
+
+def test_a_searchs_dev_number_after_a_probe_is_what_optimal_gets_online(monkeypatch, tmp_path):
+    monkeypatch.setitem(STRATEGIES, "fakebest", FakeBestSearch)
+    FakeSearch.budgets, FakeSearch.widths = [], []
+    rows = search_dev_rows(tmp_path, "dev", [2, 4])
+    search = {r["problem_id"]: r for r in rows if r["strategy"] == "fakebest"}
+    # Every budget keeps its candidates: the largest in the row, the others under by_n.
+    assert [len(search["B0"]["by_n"]["2"]["candidates"]), len(search["B0"]["candidates"])] == [1, 1] and "candidates" not in search["B0"]["by_n"]["4"]
+    # Online at N=4 with a 2-sample probe: the search runs with 2, and the probe's finished answers join its "3"
+    # (0.2) for the best-score choice. A's probe has a 9 (1.0, wrong), B's a 5 (0.3), C's two 5s, D only 3s (0.1),
+    # E 9s: right on B and C only, though the search alone is never right.
+    opt = OptimalStrategy(ScriptedEngine(handler), scorer(), policy=manual_policy(every_level(4, "fakebest"), num_probe=2))
+    online = {r.problem_id or p.id for p, r in zip(PROBLEMS, opt.solve(PROBLEMS, 4)) if r.answer == "5"}
+    assert online == {"B0", "B1", "C0", "C1"} and FakeSearch.budgets[-1] == 2
+    measured = measure_variants(rows, [("fakebest", {})], [4], num_probe=2)[("fakebest", "{}")][4]
+    assert {pid for (pid, _s), o in measured.items() if o.correct} == online
+    # Its compute is the search's at 2 plus the probe's: the two samples' tokens and their share of the scoring.
+    weighted = next(r for r in rows if r["strategy"] == "weighted" and r["problem_id"] == "B0")
+    chars = [len(c["text"]) for c in weighted["candidates"]]
+    probe = sum(c["num_tokens"] for c in weighted["candidates"][:2]) + Usage.from_dict(weighted["usage"]).scored_tokens_of_first(chars, 2)
+    assert measured[("B0", 0)].compute_tokens == pytest.approx(20 + probe) and measured[("B0", 0)].run_n == 2
+    # Without a probe the search stands alone (never right); a run that kept no candidates at that budget (written
+    # before searches kept them) is measured as stored.
+    alone = measure_variants(rows, [("fakebest", {})], [2], num_probe=0)[("fakebest", "{}")][2]
+    assert not any(o.correct for o in alone.values()) and alone[("B0", 0)].compute_tokens == 20
+    old = [{**r, "by_n": {n: {k: v for k, v in at.items() if k != "candidates"} for n, at in r["by_n"].items()}} for r in rows]
+    assert not any(o.correct for o in measure_variants(old, [("fakebest", {})], [4], num_probe=2)[("fakebest", "{}")][4].values())
+
+
+def test_a_search_run_at_other_budgets_joins_the_dev_run(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(STRATEGIES, "fakebest", FakeBestSearch)
+    main_rows = search_dev_rows(tmp_path, "dev", [4])  # the search at 4 only
+    extra = search_dev_rows(tmp_path, "s2", [2], strategies=("fakebest",))  # and at 2, in another run
+    merged = merge_rows(main_rows + extra)
+    assert len(merged) == len(main_rows) and [r["problem_id"] for r in merged] == [r["problem_id"] for r in main_rows]
+    b0 = next(r for r in merged if r["strategy"] == "fakebest" and r["problem_id"] == "B0")
+    assert sorted(b0["by_n"], key=int) == ["2", "4"] and all(len(at["candidates"]) == 1 for at in b0["by_n"].values())
+    one_run = search_dev_rows(tmp_path, "both", [2, 4])
+    key = ("fakebest", "{}")
+    assert measure_variants(merged, [key[:1] + ({},)], [4], num_probe=2)[key] == measure_variants(one_run, [key[:1] + ({},)], [4], num_probe=2)[key]
+    # Read back through `--extra-runs`' loader: the same experiment at other budgets is accepted as it is.
+    like = EvalConfig(task="scripted", strategies=["majority"], n=[16], out=str(tmp_path / "elsewhere"))
+    assert extra_run_rows([str(tmp_path / "s2")], like, strategies=["fakebest", "weighted"]) == extra
+    assert extra_run_rows([str(tmp_path / "dev")], like, strategies=["weighted"]) == [r for r in main_rows if r["strategy"] == "weighted"]
+    # The CLI refuses a run of other settings, or no run at all, before the model loads, and writes nothing.
+    out = tmp_path / "cli"
+    base = ["optimize", "--task", "arith", "--limit", "2", "--out", str(out), "--no-progress"]
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "run.json").write_text(json.dumps({"identity": {"task": "arith", "split": "dev", "levels": None}}))
+    assert main([*base, "--extra-runs", str(tmp_path / "other")]) == 1
+    assert capsys.readouterr().err.strip() == f"error: --extra-runs: {tmp_path / 'other'} ran other settings than the dev run (split: 'dev' there, 'test' here); only runs of the same task, split, model, scorer and sampling can join."
+    assert main([*base, "--extra-runs", str(tmp_path / "nowhere")]) == 1
+    assert capsys.readouterr().err.strip() == f"error: --extra-runs: {tmp_path / 'nowhere'} is not an eval run directory (no run.json)."
+    assert not out.exists()
+
+
+def test_whether_the_probe_joins_a_search_is_learned_on_dev_and_obeyed_online(monkeypatch, tmp_path):
+    monkeypatch.setitem(STRATEGIES, "fakebest", FakeBestSearch)
+    monkeypatch.setattr(FakeBestSearch, "answer", "3")
+    strategies = ["majority", "weighted", "fakebest"]
+    rows = search_dev_rows(tmp_path, "wrong", [2, 4])
+    diff = compute_difficulty(rows, num_probe=2)
+    # The search alone is never right; with the probe's answers it is right on B and C: they join.
+    helped = learn_policy(rows, diff, strategies=strategies, budgets=[4], prior_strength=8, skip_probe="never")
+    assert helped.probe_joins and helped.probe_join_accuracy == {"joined": pytest.approx(0.4), "apart": 0.0}
+    # A search that is always right ("5", 0.2) loses A and E to the probe's 9 (1.0) if they join: kept apart.
+    monkeypatch.setattr(FakeBestSearch, "answer", "5")
+    rows = search_dev_rows(tmp_path, "right", [2, 4])
+    hurt = learn_policy(rows, diff, strategies=strategies, budgets=[4], prior_strength=8, skip_probe="never")
+    assert not hurt.probe_joins and hurt.probe_join_accuracy == {"joined": pytest.approx(0.6), "apart": 1.0}
+    assert {(e.strategy, e.accuracy) for e in hurt.entries} == {("fakebest", 1.0)}  # measured as it will run
+    assert Policy.load(hurt.save(tmp_path / "p.json")).probe_joins is False
+    from testtime.eval.report import _policy_table
+
+    assert "the probe's answers stay out of a search's final choice (dev 0.600 joined, 1.000 apart)" in _policy_table(hurt).caption
+    # Online, kept apart: the search's own answer stands and the probe is still paid for.
+    opt = OptimalStrategy(ScriptedEngine(handler), scorer(), policy=hurt)
+    out = opt.solve(PROBLEMS, 4)
+    assert all(r.answer == "5" and len(r.candidates) == 1 for r in out)
+    assert all(r.usage.num_generated_tokens > 20 and r.usage.num_scored_tokens > 0 for r in out)  # search 20 + probe
+    # No search measured after a probe: nothing to decide, they stay apart.
+    none = learn_policy(search_dev_rows(tmp_path, "plain", [2, 4], strategies=("majority", "weighted")), diff, strategies=["majority", "weighted"], budgets=[4])
+    assert not none.probe_joins and none.probe_join_accuracy == {}

@@ -62,9 +62,10 @@ def make_engine(args):
     return TransformersEngine(args.model, device=args.device, max_batch_size=args.max_batch_size)
 
 
-def run_eval_from_args(args, *, strategies: list[str], n: list[int], out: str, **extra):
+def run_eval_from_args(args, *, strategies: list[str], n: list[int], out: str, before_model=None, **extra):
     """Build the `EvalConfig` of `eval`, `optimize` and `difficulty` from the shared task/model/engine flags, load
-    the task before the model (bad input fails in a second), run it; returns (config, the run's result)."""
+    the task and call `before_model(config)` (if given) before the model loads, so bad input fails in a second;
+    run it; returns (config, the run's result)."""
     from ..eval import EvalConfig, run_eval
     from ..tasks import load_task
     from ._engine_args import make_engine, make_scorer
@@ -89,4 +90,6 @@ def run_eval_from_args(args, *, strategies: list[str], n: list[int], out: str, *
         **extra,
     )
     problems = load_task(config.task, split=config.split, data=config.data, limit=config.limit, levels=config.levels, **config.task_options)
+    if before_model is not None:
+        before_model(config)
     return config, run_eval(config, engine=make_engine(args), scorer=make_scorer(args), problems=problems, progress=not args.no_progress)

@@ -17,6 +17,7 @@ def add_arguments(p) -> None:
     p.add_argument("--n", type=ints("--n"), default=[4, 16, 64], help="budgets, comma-separated; a search is judged at the largest of these <= N - probe samples (default: 4,16,64)")
     p.add_argument("--seed", type=ints("--seed"), default=[0], help="seeds, comma-separated (default: 0)")
     p.add_argument("--out", default=None, help="eval run directory; an existing run with the same settings is reused and extended (default: runs/optimize-<task>-<split>)")
+    p.add_argument("--extra-runs", type=names, default=[], help="more stored eval runs of the same task, split, model, scorer and sampling, comma-separated, whose rows join the dev run's: e.g. a search run at N - probe samples, the budget it gets after the probe (default: none)")
     p.add_argument("--policy-out", default=None, help="policy file to write (default: <out>/policy.json)")
     p.add_argument("--difficulty", default=None, help="difficulty JSON from `testtime difficulty` (default: computed from the run's own samples)")
     p.add_argument("--probe-samples", type=int, default=4, help="probe samples for the predicted level (ignored with --difficulty) (default: %(default)s)")
@@ -48,13 +49,19 @@ def prior_strength_arg(text: str) -> float | str:
 
 def run(args) -> int:
     from ..eval.difficulty import Difficulty, compute_difficulty
-    from ..eval.optimize import candidate_variants, format_policy, in_sample_accuracy, learn_policy
+    from ..eval.optimize import candidate_variants, extra_run_rows, format_policy, in_sample_accuracy, learn_policy, merge_rows
 
     candidate_variants(args.strategies)  # bad names and numbers fail before the model loads
     prior = prior_strength_arg(args.prior_strength)
     out = args.out or os.path.join("runs", f"optimize-{args.task}-{args.split}")
-    config, result = run_eval_from_args(args, strategies=args.strategies, n=args.n, out=out)
-    rows = result.rows
+    extra: list[dict] = []
+
+    def load_extra(config) -> None:  # before the model loads: a mismatched run fails in a second
+        extra.extend(extra_run_rows(args.extra_runs, config, strategies=args.strategies))
+
+    config, result = run_eval_from_args(args, strategies=args.strategies, n=args.n, out=out, before_model=load_extra)
+    ids = {r["problem_id"] for r in result.rows}
+    rows = merge_rows(result.rows + [r for r in extra if r["problem_id"] in ids])
     if args.difficulty:
         diff = Difficulty.load(args.difficulty)
     else:
@@ -71,7 +78,7 @@ def run(args) -> int:
         model=args.model,
         scorer=args.scorer,
         sampling={"temperature": config.temperature, "top_p": config.top_p, "max_tokens": config.max_tokens},
-        sources=[out],
+        sources=[out, *args.extra_runs],
         prior_strength=prior,
         skip_probe=args.skip_probe,
     )
@@ -85,5 +92,8 @@ def run(args) -> int:
     for n, cv in policy.budget_cv.items():
         how = "no probe" if int(n) in policy.probe_free_budgets else "probe, then by level"
         print(f"N={n}: leave-one-problem-out dev accuracy {cv['by_level']:.3f} by level, {cv['probe_free']:.3f} without a probe -> {how}")
+    if policy.probe_join_accuracy:
+        acc = policy.probe_join_accuracy
+        print(f"searches after a probe: dev accuracy {acc['joined']:.3f} with the probe's answers in their final choice, {acc['apart']:.3f} without -> " + ("joined" if policy.probe_joins else "apart"))
     print(f"policy: {path}  (use: testtime eval --strategy optimal --policy {path})")
     return 0

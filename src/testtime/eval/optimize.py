@@ -7,7 +7,13 @@ Candidates and how each is measured from the run's rows:
   reduction (last, min, prod, mean) from the stored per-step scores; online they reuse the probe samples, so
   the dev number at N is exactly what they will face;
 - any other strategy (a search): its stored result at the largest budget <= N - num_probe, the budget it will
-  have left online after the probe; with no such budget stored it is not a candidate at N.
+  have left online after the probe, plus the probe's cost; with no such budget stored it is not a candidate at
+  N. Online the probe's finished answers join the search's candidates for the final choice; where the run
+  stored that budget's candidates (runs written since searches keep every budget's), the same re-selection is
+  made here over the stored search candidates and the scored sampling run's first num_probe samples, which are
+  exactly the probe online (same seed). Whether the probe's answers join at all is itself chosen on dev
+  (`Policy.probe_joins`: the searches' dev accuracy over the probed budgets, joined vs apart). Rows of other
+  runs at other budgets can join (`merge_rows`), e.g. a search run at N - num_probe.
 
 A level's choice ranks variants by their level accuracy shrunk towards their accuracy over all levels at that N
 (empirical Bayes with `prior_strength` pseudo-problems): with a handful of dev problems per level, a one-problem
@@ -25,15 +31,17 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 
 from .._errors import DataError, check
 from ..scorers import REDUCTIONS, reduce_scores
-from ..strategies import DEFAULT_SAMPLING, Candidate, Usage, get_strategy
-from ..strategies.optimal import OptimalStrategy, Policy, PolicyEntry, build_strategy, is_resampling
+from ..strategies import DEFAULT_SAMPLING, STRATEGIES, Candidate, Usage, get_strategy
+from ..strategies.optimal import OptimalStrategy, Policy, PolicyEntry, build_strategy, is_resampling, reselect_with_probe
 from ._metrics import wilson_interval
+from ._results import ResultsFile
 from .difficulty import Difficulty
 
-__all__ = ["AUTO", "DEFAULT_PRIOR_STRENGTH", "POOLED", "PRIOR_GRID", "SKIP_PROBE", "Outcome", "choose_prior_strength", "candidate_variants", "measure_variants", "learn_policy", "format_policy"]
+__all__ = ["AUTO", "DEFAULT_PRIOR_STRENGTH", "POOLED", "PRIOR_GRID", "SKIP_PROBE", "Outcome", "choose_prior_strength", "candidate_variants", "extra_run_rows", "merge_rows", "measure_variants", "learn_policy", "format_policy"]
 
 
 AUTO = "auto"
@@ -90,6 +98,7 @@ def _candidates(stored: list[dict], reduction: str | None) -> list[Candidate]:
             text=c.get("text", ""),
             num_tokens=c.get("num_tokens", 0),
             answer=c.get("answer"),
+            finish_reason=c.get("finish_reason"),
             scores=list(c.get("scores") or []),
             score=reduce_scores(c.get("scores") or [], reduction) if reduction else c.get("score"),
         )
@@ -97,8 +106,87 @@ def _candidates(stored: list[dict], reduction: str | None) -> list[Candidate]:
     ]
 
 
-def measure_variants(rows: list[dict], variants: list[tuple[str, dict]], budgets: list[int], *, num_probe: int) -> dict[tuple[str, str], dict[int, dict[tuple[str, int], Outcome]]]:
-    """(strategy, params json) -> N -> (problem_id, seed) -> Outcome, for every N the variant can be measured at."""
+def merge_rows(rows: list[dict]) -> list[dict]:
+    """Rows of several runs on the same problems as one run's, in first-seen order. A search's row gains the
+    budgets another run stored for the same (problem, strategy, seed), each with its candidates (the first run
+    wins a budget both stored); for an independent-sampling strategy the row with the most candidates stands,
+    since its smaller budgets are re-selected from them."""
+    out: dict[tuple[str, str, int], dict] = {}
+    for r in rows:
+        key = (r["problem_id"], r["strategy"], r.get("seed", 0))
+        cls = STRATEGIES.get(r["strategy"])
+        if cls is not None and is_resampling(cls):
+            if key not in out or len(r.get("candidates") or []) > len(out[key].get("candidates") or []):
+                out[key] = r
+            continue
+        largest = max((int(n) for n in r["by_n"]), default=0)
+        by_n = {n: at if "candidates" in at or int(n) != largest else {**at, "candidates": r.get("candidates")} for n, at in r["by_n"].items()}
+        out[key] = {**r, "by_n": by_n} if key not in out else {**out[key], "by_n": {**by_n, **out[key]["by_n"]}}
+    return list(out.values())
+
+
+SAME_EXPERIMENT = ("task", "split", "data", "levels", "model", "scorer", "max_tokens", "temperature", "top_p", "task_options")
+"""Run settings an extra run must share with the dev run for its rows to join (budgets, strategies, limit,
+seeds and chunking may differ)."""
+
+
+def extra_run_rows(dirs: list[str], config, *, strategies: list[str]) -> list[dict]:
+    """The rows of `strategies` in other stored runs of the same experiment as `config` (an `EvalConfig`), for
+    `merge_rows`. A directory that is not a run, or ran other settings, is a `DataError` naming the first
+    setting that differs."""
+    want = json.loads(json.dumps(config.identity()))  # as stored in run.json
+    rows: list[dict] = []
+    for d in dirs:
+        meta = Path(d) / "run.json"
+        try:
+            have = json.loads(meta.read_text()).get("identity", {})
+        except FileNotFoundError:
+            raise DataError(f"--extra-runs: {d} is not an eval run directory (no run.json).") from None
+        except (OSError, ValueError, AttributeError) as exc:
+            raise DataError(f"--extra-runs: {meta} is not readable ({exc}).") from None
+        for k in SAME_EXPERIMENT:
+            if have.get(k) != want.get(k):
+                raise DataError(f"--extra-runs: {d} ran other settings than the dev run ({k}: {have.get(k)!r} there, {want.get(k)!r} here); only runs of the same task, split, model, scorer and sampling can join.")
+        rows += [r for r in ResultsFile(Path(d) / "results.jsonl").load() if r.get("strategy") in strategies]
+    return rows
+
+
+def _probes(rows: list[dict], num_probe: int) -> dict[tuple[str, int], tuple[list[dict], float]]:
+    """(problem_id, seed) -> (the probe's stored candidates, their compute tokens): the first `num_probe`
+    samples of that seed's scored sampling row, which is what `optimal` samples as its probe."""
+    out: dict[tuple[str, int], tuple[list[dict], float]] = {}
+    for r in rows:
+        cls = STRATEGIES.get(r["strategy"])
+        if cls is None or not is_resampling(cls) or not cls.needs_scorer or len(r.get("candidates") or []) < num_probe:
+            continue
+        stored = r["candidates"]
+        chars = [len(c.get("text", "")) for c in stored]
+        tokens = sum(c.get("num_tokens", 0) for c in stored[:num_probe]) + Usage.from_dict(r["usage"]).scored_tokens_of_first(chars, num_probe)
+        out.setdefault((r["problem_id"], r.get("seed", 0)), (stored[:num_probe], tokens))
+    return out
+
+
+def _search_outcome(at: dict, run_n: int, params, probe: tuple[list[dict], float] | None, joins: bool) -> Outcome:
+    """A search's outcome at stored budget `run_n`, with the probe's cost and, if the probe `joins` and `at`
+    kept its candidates, the probe's finished answers in the final choice as online (`reselect_with_probe`)."""
+    if probe is None:
+        return Outcome(bool(at["correct"]), at["num_compute_tokens"], run_n)
+    stored_probe, tokens = probe
+    correct = bool(at["correct"])
+    if joins and at.get("candidates") is not None:
+        merged = reselect_with_probe(params, _candidates(at["candidates"], None), _candidates(stored_probe, None))
+        if merged is not None:
+            stored = at["candidates"] + [c for c in stored_probe if c.get("finish_reason") is not None]  # as merged
+            correct = merged[1] is not None and bool(stored[merged[1]].get("correct"))
+    return Outcome(correct, at["num_compute_tokens"] + tokens, run_n)
+
+
+def measure_variants(rows: list[dict], variants: list[tuple[str, dict]], budgets: list[int], *, num_probe: int, probe_joins: bool = True) -> dict[tuple[str, str], dict[int, dict[tuple[str, int], Outcome]]]:
+    """(strategy, params json) -> N -> (problem_id, seed) -> Outcome, for every N the variant can be measured at.
+    `rows` as `merge_rows` leaves them (one run's rows already are); `probe_joins`: whether the probe's answers
+    join a search's final choice (`Policy.probe_joins`)."""
+    rows = merge_rows(rows)
+    probes = _probes(rows, num_probe) if num_probe else {}
     by_strategy: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         by_strategy[r["strategy"]].append(r)
@@ -123,15 +211,30 @@ def measure_variants(rows: list[dict], variants: list[tuple[str, dict]], budgets
                     scored = Usage.from_dict(r["usage"]).scored_tokens_of_first(chars, n) if cls.needs_scorer else 0
                     out[key].setdefault(n, {})[(r["problem_id"], r.get("seed", 0))] = Outcome(correct, gen + scored, n)
         else:
+            ptype = getattr(cls, "params_class", None)
+            search_params = ptype(**params) if ptype is not None else None
             for r in by_strategy[name]:
                 stored_ns = sorted(int(x) for x in r["by_n"])
+                pair = (r["problem_id"], r.get("seed", 0))
                 for n in budgets:
                     fits = [m for m in stored_ns if m <= n - num_probe]
                     if not fits:
                         continue
-                    at = r["by_n"][str(fits[-1])]
-                    out[key].setdefault(n, {})[(r["problem_id"], r.get("seed", 0))] = Outcome(bool(at["correct"]), at["num_compute_tokens"], fits[-1])
+                    out[key].setdefault(n, {})[pair] = _search_outcome(r["by_n"][str(fits[-1])], fits[-1], search_params, probes.get(pair), probe_joins)
     return out
+
+
+def _probe_join(rows: list[dict], variants: list[tuple[str, dict]], budgets: list[int], num_probe: int):
+    """(the searches measured after a probe the better way on dev, whether that is with the probe's answers
+    joining their final choice, {"joined": acc, "apart": acc}). A tie keeps them apart: nothing is lost."""
+    searches = [v for v in variants if not is_resampling(get_strategy(v[0]))]
+    ways = {joins: measure_variants(rows, searches, budgets, num_probe=num_probe, probe_joins=joins) for joins in (True, False)}
+    outs = {joins: [o for per_n in m.values() for per in per_n.values() for o in per.values()] for joins, m in ways.items()}
+    if not outs[True]:
+        return ways[False], False, {}
+    acc = {"joined": _stats(outs[True])[0], "apart": _stats(outs[False])[0]}
+    joins = acc["joined"] > acc["apart"]
+    return ways[joins], joins, acc
 
 
 def _without_probe(measured, rows: list[dict], variants: list[tuple[str, dict]], budgets: list[int]):
@@ -179,7 +282,10 @@ def learn_policy(
         raise DataError("the difficulty has no predicted scores (the run stored none): include a scored sampling strategy (weighted or bon) in --strategies.")
     levels = difficulty.levels(bins)
     variants = candidate_variants(strategies)
-    measured = measure_variants(rows, variants, budgets, num_probe=difficulty.num_probe)
+    resampled = [v for v in variants if is_resampling(get_strategy(v[0]))]
+    measured = measure_variants(rows, resampled, budgets, num_probe=difficulty.num_probe)
+    searched, probe_joins, join_accuracy = _probe_join(rows, variants, budgets, difficulty.num_probe)
+    measured.update(searched)
     whole = _without_probe(measured, rows, variants, budgets)
     order = {key: i for i, key in enumerate((n, json.dumps(p, sort_keys=True)) for n, p in variants)}
     cv: dict[float, float] = {}
@@ -244,6 +350,8 @@ def learn_policy(
         prior_strength_cv={f"{m:g}": acc for m, acc in cv.items()},
         probe_free_budgets=probe_free,
         budget_cv=budget_cv,
+        probe_joins=probe_joins,
+        probe_join_accuracy=join_accuracy,
     )
 
 
@@ -312,7 +420,7 @@ def in_sample_accuracy(policy: Policy, rows: list[dict], difficulty: Difficulty)
     variants = [(r["strategy"], r["params"]) for e in policy.entries for r in e.ranking]
     uniq = list(dict.fromkeys((s, json.dumps(p, sort_keys=True)) for s, p in variants))
     chosen_variants = [(s, json.loads(p)) for s, p in uniq]
-    probed = measure_variants(rows, chosen_variants, policy.budgets, num_probe=policy.num_probe)
+    probed = measure_variants(rows, chosen_variants, policy.budgets, num_probe=policy.num_probe, probe_joins=policy.probe_joins)
     whole = _without_probe(probed, rows, chosen_variants, policy.budgets)
     out = {}
     for n in policy.budgets:

@@ -258,6 +258,7 @@ def _policy_table(policy: Policy) -> Table:
         f"reduction {policy.reduction}, edges {', '.join(f'{x:.3f}' for x in policy.edges)}, "
         f"levels ranked by accuracy shrunk towards the pooled one with {policy.prior_strength:g} pseudo-problems"
         + (f"; no probe at N={', '.join(map(str, policy.probe_free_budgets))}, where one strategy with the whole budget did as well on dev" if policy.probe_free_budgets else "")
+        + (f"; the probe's answers {'join' if policy.probe_joins else 'stay out of'} a search's final choice (dev {policy.probe_join_accuracy['joined']:.3f} joined, {policy.probe_join_accuracy['apart']:.3f} apart)" if policy.probe_join_accuracy else "")
         + ")."
     )
     return Table(["level", "N", "strategy", "params", "dev accuracy", "95% CI", "dev problems", "measured at N"], rows, caption=cap)

@@ -207,7 +207,9 @@ def _row(p: Problem, strategy: str, seed: int, by_n: dict, cands: list[dict], re
 
 
 def _solve_rows(strat: Strategy, problems: list[Problem], ns: list[int], seed: int) -> list[dict]:
-    """Strategies whose budget changes the search itself run once per n (greedy: once)."""
+    """Strategies whose budget changes the search itself run once per n (greedy: once). The row's `candidates`
+    are those of the largest n; each smaller n keeps its own under `by_n[n]["candidates"]`, so `optimize` can
+    re-make a search's final choice at any stored budget (with the probe's answers added)."""
     budgets = [1] if strat.name == "greedy" else ns
     per_problem: dict[str, dict] = {p.id: {} for p in problems}
     last: dict[str, SolveResult] = {}
@@ -218,6 +220,8 @@ def _solve_rows(strat: Strategy, problems: list[Problem], ns: list[int], seed: i
             cands = [_candidate_dict(c, p.answer) for c in res.candidates]
             u = res.usage
             per_problem[p.id][str(n)] = _at(res, p.answer, cands=cands, n=len(cands), wall=u.wall_time, gen=u.num_generated_tokens, compute=u.num_compute_tokens)
+            if n != budgets[-1]:
+                per_problem[p.id][str(n)]["candidates"] = cands
             if p.id in choices:
                 per_problem[p.id][str(n)]["choice"] = {k: v for k, v in choices[p.id].items() if k not in ("problem_id", "n")}
             last[p.id] = res

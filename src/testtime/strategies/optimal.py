@@ -9,8 +9,9 @@ hyper-parameters. Online, `OptimalStrategy`:
 3. dispatches to the policy's strategy for (level, N). The probe counts towards N: an independent-sampling
    strategy (majority, bon, weighted) reuses the probe candidates and samples only N - num_probe more, so its
    N candidates are distributed exactly as in the dev run the policy was learned on; any other strategy
-   (a search) runs with the N - num_probe that is left, and the probe's finished answers join its completed
-   candidates for the final choice (scored as the search scores, chosen by its `select` rule).
+   (a search) runs with the N - num_probe that is left, and, where dev said it helps (`Policy.probe_joins`),
+   the probe's finished answers join its completed candidates for the final choice (scored as the search
+   scores, chosen by its `select` rule).
 
 At a budget the policy marks probe-free (`Policy.probe_free_budgets`: on dev, one strategy for every level,
 given the whole budget, did at least as well as choosing by level after a probe), there is no probe: the choice
@@ -33,9 +34,9 @@ from ..engines import Engine, SamplingParams
 from ..scorers import REDUCTIONS, Scorer, reduce_scores
 from ..tasks import Problem
 from ._base import DEFAULT_SAMPLING, SamplingStrategy, SamplingStrategyParams, Strategy, as_problem_list
-from ._types import SolveResult
+from ._types import Candidate, SolveResult
 
-__all__ = ["OptimalStrategy", "Policy", "PolicyEntry", "POLICY_VERSION", "DEFAULT_NUM_PROBE", "level_from_edges"]
+__all__ = ["OptimalStrategy", "Policy", "PolicyEntry", "POLICY_VERSION", "DEFAULT_NUM_PROBE", "level_from_edges", "reselect_with_probe"]
 
 POLICY_VERSION = 1
 DEFAULT_NUM_PROBE = 4
@@ -112,6 +113,13 @@ class Policy:
     budget_cv: dict[str, dict[str, float]] = field(default_factory=dict)
     """Per budget N (as a string), the leave-one-problem-out dev accuracy of the two ways to spend it:
     {"by_level": probe, then each level's choice; "probe_free": one choice for all, whole budget}."""
+    probe_joins: bool = True
+    """Whether a search dispatched after the probe makes its final choice over the probe's finished answers too.
+    `optimize` sets it from dev (`probe_join_accuracy`): extra candidates help a vote, but can hurt a best-score
+    choice whose scorer over-rates some wrong answers. Files written before it existed always joined."""
+    probe_join_accuracy: dict[str, float] = field(default_factory=dict)
+    """Dev accuracy of the searches over every probed budget, {"joined": ..., "apart": ...}; empty when no
+    search was measured after a probe."""
     version: int = POLICY_VERSION
 
     def __post_init__(self) -> None:
@@ -195,6 +203,20 @@ def build_strategy(name: str, engine: Engine, scorer: Scorer | None, params: dic
             raise ValidationError(f"strategy {name!r} takes no params, but the policy gives {params}.", parameter="params", value=params)
         kwargs["params"] = ptype(**params)
     return cls(engine, scorer if cls.needs_scorer else None, sampling=sampling, seed=seed, **kwargs)
+
+
+def reselect_with_probe(params, candidates: Sequence[Candidate], probe: Sequence[Candidate]) -> tuple[list[Candidate], int | None] | None:
+    """A search's completed `candidates` with the probe's finished ones added (scored with the search's
+    reduction) and the index its `select` rule picks over both; None for a search without a `select` rule,
+    which keeps its own choice. One function for `optimal` online and for `optimize` measuring it on dev."""
+    from ._step_search import SELECTIONS
+
+    select = SELECTIONS.get(getattr(params, "select", ""))
+    if select is None:
+        return None
+    finished = [c for c in probe if c.finish_reason is not None]
+    cands = list(candidates) + [replace(c, index=len(candidates) + i, score=reduce_scores(c.scores, params.reduction)) for i, c in enumerate(finished)]
+    return cands, select(cands)
 
 
 def is_resampling(cls: type) -> bool:
@@ -284,18 +306,14 @@ class OptimalStrategy(Strategy):
         return [self._with_probe(strat, r, pr) for pr, r in zip(probe, results, strict=True)], budget
 
     def _with_probe(self, strat: Strategy, result: SolveResult, probe: SolveResult) -> SolveResult:
-        """A search's result with the probe's finished answers added to its candidates and the final choice
-        made again over both (a search without a `select` rule keeps its own choice)."""
-        from ._step_search import SELECTIONS
-
+        """A search's result with the probe's cost, and (if the policy says the probe joins) the probe's
+        finished answers added to its candidates and the final choice made again over both (a search without a
+        `select` rule keeps its own choice)."""
         usage = probe.usage + result.usage
-        params = getattr(strat, "params", None)
-        select = SELECTIONS.get(getattr(params, "select", ""))
-        if select is None:
+        merged = reselect_with_probe(getattr(strat, "params", None), result.candidates, probe.candidates) if self.policy.probe_joins else None
+        if merged is None:
             return replace(result, strategy=self.name, usage=usage)
-        extra = [replace(c, index=len(result.candidates) + i, score=reduce_scores(c.scores, params.reduction)) for i, c in enumerate(probe.candidates) if c.finish_reason is not None]
-        cands = list(result.candidates) + extra
-        sel = select(cands)
+        cands, sel = merged
         return replace(result, strategy=self.name, candidates=cands, selected=sel, answer=None if sel is None else cands[sel].answer, usage=usage)
 
     def _solve_probe_free(self, probs: list[Problem], n: int) -> list[SolveResult]:
