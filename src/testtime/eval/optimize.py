@@ -224,10 +224,14 @@ def measure_variants(rows: list[dict], variants: list[tuple[str, dict]], budgets
     return out
 
 
-def _probe_join(rows: list[dict], variants: list[tuple[str, dict]], budgets: list[int], num_probe: int):
+def _searches(variants: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
+    """The variants that are searches (measured per stored budget, not re-selected from samples)."""
+    return [v for v in variants if not is_resampling(get_strategy(v[0]))]
+
+
+def _probe_join(rows: list[dict], searches: list[tuple[str, dict]], budgets: list[int], num_probe: int):
     """(the searches measured after a probe the better way on dev, whether that is with the probe's answers
     joining their final choice, {"joined": acc, "apart": acc}). A tie keeps them apart: nothing is lost."""
-    searches = [v for v in variants if not is_resampling(get_strategy(v[0]))]
     ways = {joins: measure_variants(rows, searches, budgets, num_probe=num_probe, probe_joins=joins) for joins in (True, False)}
     outs = {joins: [o for per_n in m.values() for per in per_n.values() for o in per.values()] for joins, m in ways.items()}
     if not outs[True]:
@@ -240,8 +244,7 @@ def _probe_join(rows: list[dict], variants: list[tuple[str, dict]], budgets: lis
 def _without_probe(measured, rows: list[dict], variants: list[tuple[str, dict]], budgets: list[int]):
     """`measured` as it is with no probe: searches re-measured with all of N; sampling strategies reused (their
     numbers never depended on the probe, and re-selecting every stored candidate set is the costly part)."""
-    searches = [v for v in variants if not is_resampling(get_strategy(v[0]))]
-    return {**measured, **measure_variants(rows, searches, budgets, num_probe=0)}
+    return {**measured, **measure_variants(rows, _searches(variants), budgets, num_probe=0)}
 
 
 def _stats(outcomes: list[Outcome]) -> tuple[float, float, int]:
@@ -282,9 +285,9 @@ def learn_policy(
         raise DataError("the difficulty has no predicted scores (the run stored none): include a scored sampling strategy (weighted or bon) in --strategies.")
     levels = difficulty.levels(bins)
     variants = candidate_variants(strategies)
-    resampled = [v for v in variants if is_resampling(get_strategy(v[0]))]
-    measured = measure_variants(rows, resampled, budgets, num_probe=difficulty.num_probe)
-    searched, probe_joins, join_accuracy = _probe_join(rows, variants, budgets, difficulty.num_probe)
+    searches = _searches(variants)
+    measured = measure_variants(rows, [v for v in variants if v not in searches], budgets, num_probe=difficulty.num_probe)
+    searched, probe_joins, join_accuracy = _probe_join(rows, searches, budgets, difficulty.num_probe)
     measured.update(searched)
     whole = _without_probe(measured, rows, variants, budgets)
     order = {key: i for i, key in enumerate((n, json.dumps(p, sort_keys=True)) for n, p in variants)}
