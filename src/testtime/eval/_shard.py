@@ -23,6 +23,7 @@ from pathlib import Path
 
 from .._errors import DataError, ValidationError
 from ..tasks import Problem
+from ._identity import differing_setting
 from ._results import ResultsFile
 
 __all__ = ["parse_shard", "take_shard", "merge_runs", "SHARD_FILE"]
@@ -144,10 +145,10 @@ def merge_runs(run_dirs: Sequence[str | Path], out: str | Path, *, log=print):
         if index in seen:
             raise DataError(f"shard {index}/{count} is given twice ({seen[index]} and {d})")
         seen[index] = d
-        other = {k2: v for k2, v in meta.get("identity", {}).items() if k2 != "shard"}
-        for key in sorted(set(identity) | set(other)):
-            if identity.get(key) != other.get(key):
-                raise DataError(f"the shards ran different settings ({key}: {identity.get(key)!r} in {first_dir}, {other.get(key)!r} in {d})")
+        other = meta.get("identity", {})
+        key = differing_setting(identity, other, ignore=("shard",))
+        if key is not None:
+            raise DataError(f"the shards ran different settings ({key}: {identity.get(key)!r} in {first_dir}, {other.get(key)!r} in {d})")
         for key in ("strategies", "seeds", "num_problems"):
             if manifest.get(key) != first_manifest.get(key):
                 raise DataError(

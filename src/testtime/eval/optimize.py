@@ -37,6 +37,7 @@ from .._errors import DataError, check
 from ..scorers import REDUCTIONS, reduce_scores
 from ..strategies import DEFAULT_SAMPLING, STRATEGIES, Candidate, Usage, get_strategy
 from ..strategies.optimal import OptimalStrategy, Policy, PolicyEntry, build_strategy, is_resampling, reselect_with_probe
+from ._identity import differing_setting
 from ._metrics import wilson_interval
 from ._results import ResultsFile
 from .difficulty import Difficulty
@@ -144,9 +145,9 @@ def extra_run_rows(dirs: list[str], config, *, strategies: list[str]) -> list[di
             raise DataError(f"--extra-runs: {d} is not an eval run directory (no run.json).") from None
         except (OSError, ValueError, AttributeError) as exc:
             raise DataError(f"--extra-runs: {meta} is not readable ({exc}).") from None
-        for k in SAME_EXPERIMENT:
-            if have.get(k) != want.get(k):
-                raise DataError(f"--extra-runs: {d} ran other settings than the dev run ({k}: {have.get(k)!r} there, {want.get(k)!r} here); only runs of the same task, split, model, scorer and sampling can join.")
+        k = differing_setting(have, want, keys=SAME_EXPERIMENT)
+        if k is not None:
+            raise DataError(f"--extra-runs: {d} ran other settings than the dev run ({k}: {have.get(k)!r} there, {want.get(k)!r} here); only runs of the same task, split, model, scorer and sampling can join.")
         rows += [r for r in ResultsFile(Path(d) / "results.jsonl").load() if r.get("strategy") in strategies]
     return rows
 

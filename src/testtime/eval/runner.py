@@ -26,6 +26,7 @@ from ..grading import is_equiv
 from ..scorers import load_scorer
 from ..strategies import SamplingStrategy, SolveResult, Strategy, get_strategy
 from ..tasks import Problem, load_task
+from ._identity import differing_setting
 from ._metrics import SummaryRow, format_table, summarize
 from ._plot import plot_accuracy
 from ._results import ResultsFile
@@ -126,9 +127,8 @@ def _check_or_write_meta(out: Path, config: EvalConfig) -> None:
         new = json.loads(json.dumps(config.identity()))  # normalize tuples/paths as stored
         # `limit` may change: rows are keyed by problem id and a task's problem i is the same for every limit,
         # so a larger limit extends the run and a smaller one reports a subset of it.
-        diff = [k for k in sorted(set(old) | set(new)) if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k)]
-        if diff:
-            k = diff[0]
+        k = differing_setting(old, new, ignore=RESUMABLE_CHANGES)
+        if k is not None:
             raise ValidationError(
                 f"{out} holds a run with different settings ({k}: {old.get(k)!r} there, {new.get(k)!r} now); "
                 f"use another --out, or the same settings to resume.",
