@@ -353,3 +353,27 @@ def test_decoding_a_subset_of_rows_matches_decoding_all(engine, monkeypatch, max
     got, got_h, _ = part.decode(tokens, pos, active, (), rows)
     assert got.shape == (4, want.shape[1])
     assert torch.allclose(got, want[rows], rtol=1e-4, atol=1e-4) and torch.allclose(got_h, want_h[rows], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("flag, expected", [("auto", torch.float32), ("bfloat16", torch.bfloat16), ("float32", torch.float32)])
+def test_dtype_flag_sets_the_in_process_model_dtype(flag, expected, tmp_path):
+    """`--dtype` reaches the engine (auto is float32 on a CPU); the CLI's engine builder is the one all commands use."""
+    from argparse import Namespace
+
+    from testtime.cli._engine_args import make_local_engine
+
+    tok = make_tokenizer()
+    make_llama(tok).save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    engine = make_local_engine(Namespace(model=str(tmp_path), device="cpu", dtype=flag, max_batch_size=4))
+    assert engine.model.dtype == expected
+    assert engine.max_batch_size == 4
+
+
+def test_dtype_flag_rejects_unknown_types(capsys):
+    from testtime.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["eval", "--dtype", "float8"])
+    assert exc.value.code == 2
+    assert "--dtype" in capsys.readouterr().err

@@ -89,3 +89,15 @@ def test_load_run_of_an_empty_results_file_is_a_data_error(tmp_path):
     (tmp_path / "results.jsonl").write_text("")
     with pytest.raises(DataError, match="holds no results yet"):
         build_report([tmp_path], tmp_path / "r.html")
+
+
+def test_compute_optimal_table_names_the_best_single_run_at_one_budget(tmp_path):
+    """Single strategies evaluated at one budget only (the usual test run at N=16) still face optimal there."""
+    runs, diff, policy = make_runs(tmp_path)
+    cfg = EvalConfig(task="scripted", strategies=["majority", "weighted"], n=[4], out=str(tmp_path / "singles"), batch_problems=5)
+    run_eval(cfg, engine=ScriptedEngine(handler), scorer=scorer(), problems=PROBLEMS, progress=False, log=lambda *_: None)
+    html_path, _ = build_report([tmp_path / "singles", runs[1]], tmp_path / "out" / "report.html", difficulty=diff, policy=policy)
+    html = html_path.read_text()
+    # Majority at N=4 gets 4 of 10 here (as in the dev run); optimal 6 of 10; no single strategy ran at N=2.
+    assert "<td>4</td><td>majority 0.400</td><td>0.600 [0.313, 0.832]</td>" in html
+    assert re.search(r"<td>2</td><td>-</td><td>0\.\d{3} \[", html)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["ints", "names", "add_model_args", "add_task_args", "task_options", "default_max_tokens", "make_engine"]
+__all__ = ["ints", "names", "add_model_args", "add_local_engine_args", "add_task_args", "task_options", "default_max_tokens", "DTYPES"]
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 def ints(flag: str):
@@ -29,8 +31,14 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-tokens", type=int, default=None, help="new tokens per candidate (default: 512, arith 384)")
     p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default: %(default)s)")
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (default: %(default)s)")
+    add_local_engine_args(p)
+
+
+def add_local_engine_args(p: argparse.ArgumentParser) -> None:
+    """The in-process engine's flags (`make_local_engine` reads them)."""
     p.add_argument("--max-batch-size", type=int, default=64, help="rows the engine decodes together (default: %(default)s)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--dtype", choices=DTYPES, default="auto", help="in-process model weights and activations: auto (bfloat16 on a GPU that has it, else float32), float32, bfloat16 or float16 (default: %(default)s)")
 
 
 def add_task_args(p: argparse.ArgumentParser) -> None:
@@ -54,12 +62,6 @@ def task_options(args) -> dict:
 
 def default_max_tokens(args) -> int:
     return args.max_tokens if args.max_tokens is not None else (384 if args.task == "arith" else 512)
-
-
-def make_engine(args):
-    from ..engines import TransformersEngine
-
-    return TransformersEngine(args.model, device=args.device, max_batch_size=args.max_batch_size)
 
 
 def run_eval_from_args(args, *, strategies: list[str], n: list[int], out: str, before_model=None, **extra):

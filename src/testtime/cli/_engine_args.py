@@ -12,7 +12,7 @@ import os
 from .._errors import ValidationError
 from ._common import names
 
-__all__ = ["add_engine_args", "make_engine", "make_scorer", "ENGINES"]
+__all__ = ["add_engine_args", "make_engine", "make_local_engine", "make_scorer", "ENGINES"]
 
 ENGINES = ("transformers", "vllm", "openai")
 
@@ -61,9 +61,17 @@ def make_engine(args):
         from ..engines import VLLMEngine
 
         return VLLMEngine(args.model, tensor_parallel_size=args.tensor_parallel_size)
+    return make_local_engine(args)
+
+
+def make_local_engine(args):
+    """The in-process engine of `--model`, `--device`, `--dtype` and `--max-batch-size`."""
+    import torch
+
     from ..engines import TransformersEngine
 
-    return TransformersEngine(args.model, device=args.device, max_batch_size=args.max_batch_size)
+    dtype = None if args.dtype == "auto" else getattr(torch, args.dtype)
+    return TransformersEngine(args.model, device=args.device, dtype=dtype, max_batch_size=args.max_batch_size)
 
 
 def make_scorer(args):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .._errors import UnknownNameError
-from ._common import add_model_args, make_engine
+from ._common import add_model_args
+from ._engine_args import make_local_engine
 
 HELP = "answer one question and show the candidates"
 
@@ -35,7 +36,7 @@ def run(args) -> int:
         raise UnknownNameError("prompt style", args.task, prompts)
     system, shots = prompts[args.task]
     cls = get_strategy(args.strategy)
-    engine = make_engine(args)
+    engine = make_local_engine(args)
     scorer = load_scorer(args.scorer, engine=engine) if cls.needs_scorer else None
     problem = Problem(id="cli", question=args.question, messages=build_messages(args.question, system_prompt=system, few_shot=shots), last_number_fallback=args.task != "math500")
     sampling = SamplingParams(temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens or 512)

@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 
 from .._errors import ValidationError
-from ._common import add_task_args, default_max_tokens, ints, task_options
+from ._common import add_local_engine_args, add_task_args, default_max_tokens, ints, task_options
+from ._engine_args import make_local_engine
 
 HELP = "train a PRM head on the generator's hidden states from Monte-Carlo step labels (resumable)"
 
@@ -18,8 +19,7 @@ def add_arguments(p) -> None:
     add_task_args(p)
     p.set_defaults(**_DEFAULTS)
     p.add_argument("--model", default="default", help="generator: 'default' (embedded SmolLM2-135M-Instruct), a local directory or a hub id (default: %(default)s)")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--max-batch-size", type=int, default=64, help="rows the engine decodes together (default: %(default)s)")
+    add_local_engine_args(p)
     p.add_argument("--num-samples", type=int, default=4, help="solutions sampled per problem (default: %(default)s)")
     p.add_argument("--num-rollouts", type=int, default=4, help="completions per step prefix for its MC value (default: %(default)s)")
     p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature of solutions and rollouts (default: %(default)s)")
@@ -47,7 +47,6 @@ def _check_settings(out: Path, settings: dict) -> None:
 
 
 def run(args) -> int:
-    from ..engines import TransformersEngine
     from ..prm import FEATURE_LAYERS, LabelParams, TrainParams, build_step_data, label_problems, train_head
     from ..tasks import load_task
 
@@ -61,7 +60,7 @@ def run(args) -> int:
     out = Path(args.out or os.path.join("runs", f"prm-{args.task}"))
     settings = {"task": args.task, "split": args.split, "data": args.data, "levels": args.levels, "model": args.model, "num_samples": params.num_samples, "num_rollouts": params.num_rollouts, "temperature": params.temperature, "max_tokens": params.max_tokens, "seed": params.seed}
     _check_settings(out, settings)
-    engine = TransformersEngine(args.model, device=args.device, max_batch_size=args.max_batch_size)
+    engine = make_local_engine(args)
     rows = label_problems(engine, problems, out / "labels.jsonl", params, chunk_size=args.chunk_size, use_tqdm=not args.no_progress)
     num_steps = sum(s["num_steps"] for r in rows for s in r["samples"])
     num_correct = sum(s["correct"] for r in rows for s in r["samples"])

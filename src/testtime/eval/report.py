@@ -241,7 +241,7 @@ def _meta_table(runs: list[RunData]) -> Table:
                 ",".join(map(str, seeds)),
                 f"max_tokens={ident.get('max_tokens')} T={ident.get('temperature')} top_p={ident.get('top_p')}" + (f" policy={ident['policy']}" if ident.get("policy") else ""),
                 " ".join(f"{k} {val}" for k, val in v.items()),
-                f"{m.get('processor', '?')}, {m.get('cpus', '?')} CPUs, {m.get('platform', '?')}",
+                f"{m.get('processor', '?')}, {m.get('cpus', '?')} CPUs" + (f", {m['gpu']}" if m.get("gpu") else "") + f", {m.get('platform', '?')}",
                 str(run.meta.get("started", "?")),
             ]
         )
@@ -315,7 +315,7 @@ def build_report(
 
     if len(multi) >= 2 or optimal or reference:
         blocks.append(Heading("Compute-optimal scaling"))
-        curve_labels = [label for label in multi if label != optimal]
+        curve_labels = [label for label in labels if label != optimal]  # also single-budget runs: they face optimal at their N
         hind = _hindsight(cells, curve_labels, all_budgets, level_list) if level_list and len(curve_labels) >= 2 else None
         blocks.append(Image("compute_optimal.png", _plot_curves(summary, "n", "budget N (log2)", "Compute-optimal vs single strategies", reference, highlight=optimal, hindsight=hind), "The compute-optimal strategy (bold, when run) next to every single strategy; dashed: each level's best strategy chosen on these same problems (an upper bound)."))
         crow = []

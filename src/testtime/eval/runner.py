@@ -108,7 +108,12 @@ def _meta(config: EvalConfig) -> dict:
     return {
         "identity": config.identity(),
         "versions": {"testtime": testtime.__version__, "torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version()},
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count()},
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(),
+            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        },
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
 
