@@ -6,6 +6,8 @@
 # (the machine keeps /root while warm) goes on where the last one stopped; DEADLINE_S stops it in time.
 #   bash scripts/gpu/optimal_gpu_run.sh stash          # call 1, carry .gpu/i6/a
 #   bash scripts/gpu/optimal_gpu_run.sh run DEADLINE_S # later calls, carry .gpu/i6/b in the first of them
+# BENCHMARKS.md's sixth run: `run 540` twice (the dev run), then `SKIP_DEV12=1 TEST_LIMIT=128 ... run 530` twice
+# (the second relaunched the shards that had run out of memory when both test runs went at once).
 set -e
 R=/root/i6
 mkdir -p $R
@@ -61,7 +63,7 @@ if [ ! -f $R/policy.json ]; then
     $TT optimize $DEV --strategies majority,weighted,beam,dvts --n 4,8,16 --out $R/dev $EXTRA \
         --policy-out $R/policy.json | tee $R/logs/optimize.log
 fi
-shards test-singles $TEST --strategy greedy,majority,weighted,beam,dvts,pf --n 16 &
-shards test-optimal $TEST --strategy optimal --policy $R/policy.json --n 16 &
-wait
+# One run at a time: 16 processes at once outgrew the 80 GB (each holds 5-10 GB of KV cache at 64 rows).
+shards test-singles $TEST --strategy greedy,majority,weighted,beam,dvts,pf --n 16
+shards test-optimal $TEST --strategy optimal --policy $R/policy.json --n 16
 echo "[$(date +%T)] all phases done"
