@@ -85,6 +85,12 @@ def test_prefix_stripping_joins_different_variables():
         pytest.param("", "5", False, id="empty-gold"),
         pytest.param("5", "x" * 1001, False, id="too-long-for-sympy"),
         pytest.param("x" * 1001, "x" * 1001, True, id="too-long-but-same"),
+        pytest.param("52_8", "52_9", False, id="base-differs"),
+        pytest.param("52_8", "101010_2", True, id="base-same-value"),
+        pytest.param("58_5", "58_6", False, id="base-invalid-digits"),
+        pytest.param("52_8", "52", True, id="base-vs-bare-digits"),
+        pytest.param("52_8", "42", False, id="base-vs-bare-value"),
+        pytest.param("52_8", "\\frac{104}{2}", None, id="base-vs-expression-defers"),
     ],
 )
 def test_fast_verdict(gold, pred, verdict):
@@ -134,6 +140,31 @@ def test_integer_answers_never_reach_the_worker(monkeypatch):
         pytest.param("\\sqrt3", "\\sqrt{3}", id="sqrt-shorthand"),
         pytest.param("x^{2}", "x^2", id="single-char-superscript"),
         pytest.param("\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", "\\begin{pmatrix}1\\\\2\\end{pmatrix}", id="matrix"),
+        # rewrite_notation (issue 18): notations math-verify misreads, rewritten before the key.
+        pytest.param("10\\,080", "10080", id="thin-space-group"),
+        pytest.param("\\frac{20{,}000}{\\pi}", "\\frac{20000}{\\pi}", id="braced-comma-in-fraction"),
+        pytest.param("2\\,3", "2 3", id="thin-space-not-a-group"),
+        pytest.param("1 + 274 i", "1+274i", id="spaced-imaginary"),
+        pytest.param("-2+7\\mathrm{i}", "-2+7i", id="mathrm-imaginary"),
+        pytest.param("3 if", "3 if", id="word-after-number-kept"),
+        pytest.param("1.\\overline{3}", "\\frac{4}{3}", id="repeating-decimal"),
+        pytest.param("0.1\\overline{6}", "\\frac{1}{6}", id="repeating-after-fixed-digits"),
+        pytest.param("0.\\overline{9}", "1", id="repeating-nines"),
+        pytest.param("3 < \\lambda \\le 4", "(3,4]", id="chain-inequality"),
+        pytest.param("4 \\ge x > 3", "(3,4]", id="descending-chain"),
+        pytest.param("x \\geq 5", "[5,\\infty)", id="ray"),
+        pytest.param("5 > x", "(-\\infty,5)", id="flipped-ray"),
+        pytest.param("x < 2 \\text{ or } x > 3", "(-\\infty,2)\\cup(3,\\infty)", id="or-union"),
+        pytest.param("x \\neq 9", "(-\\infty,9)\\cup(9,\\infty)", id="not-equal"),
+        pytest.param("1 < x > 3", "1<x>3", id="mixed-chain-kept"),
+        pytest.param("x < y", "x<y", id="two-variables-kept"),
+        pytest.param("x < 2 \\text{ or } y > 3", "x<2\\text{or}y>3", id="or-two-variables-kept"),
+        pytest.param("\\approx \\$32,348", "32348", id="approx-dollars"),
+        pytest.param("x \\approx 5", "5", id="approx-assignment"),
+        pytest.param("\\text{(C) Plane}", "C", id="choice-with-text"),
+        pytest.param("\\text{(A), (C)}", "(A),(C)", id="two-choices-kept"),
+        pytest.param("52_{8}", "52_8", id="base-braced"),
+        pytest.param("52_{10}", "52_{10}", id="base-ten-kept"),
         pytest.param("  ", "", id="blank"),
         pytest.param("\\text{}", "", id="empty-text"),
     ],
@@ -176,6 +207,26 @@ def test_group_answers_compares_only_representatives(monkeypatch):
     # 5 distinct keys: at most 5 * 4 / 2 = 10 comparisons, here fewer because "\frac{2}{2}" joins "1" first.
     assert len(calls) <= 10
     assert all(gold in {"1", "2", "3", "4"} for gold, _ in calls)
+
+
+def test_group_answers_keeps_bases_apart(monkeypatch):
+    # Issue 18: math-verify ignores base subscripts, so "52_8" and "52_9" used to form one class.
+    def no_worker(*args):
+        raise AssertionError("the worker was called")
+
+    monkeypatch.setattr(verify_module, "run_in_worker", no_worker)
+    verify_module._is_equiv_cached.cache_clear()
+    answers = ["52_8", "52_9", "52_{8}", "52_{10}", "101010_2", "204_5", "204_6"]
+    assert len({answer_key(a) for a in answers}) == 6
+    assert group_answers(answers) == [0, 1, 0, 3, 0, 5, 6]
+
+
+def test_group_answers_joins_rewritten_notations():
+    # Each pair shares its key after `rewrite_notation`, so joining it needs no call to math-verify.
+    answers = ["10080", "10\\,080", "(3,4]", "3 < x \\le 4", "\\frac43", "1.\\overline{3}"]
+    answers += ["\\text{(C)}", "(C) Plane"]
+    assert [answer_key(a) for a in answers[1::2]] == [answer_key(a) for a in answers[::2]]
+    assert group_answers(answers) == [0, 0, 2, 2, 4, 4, 6, 6]
 
 
 def test_group_answers_empty_and_all_none():

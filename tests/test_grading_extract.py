@@ -33,7 +33,16 @@ GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k_test.js
         ),
         pytest.param("\\boxed{ 12 }", "12", id="stripped"),
         pytest.param("\\boxed{5} and then \\boxed{}", "5", id="empty-box-ignored"),
-        pytest.param("\\boxed{5} and then \\boxed{6", "5", id="unbalanced-box-ignored"),
+        # A last box never closed is a truncated answer (issue 18): no answer, no earlier box, no fragment.
+        pytest.param("\\boxed{5} and then \\boxed{6", None, id="unclosed-last-box-no-earlier-box"),
+        pytest.param("so the answer is $\\boxed{\\frac{3", None, id="unclosed-box-truncated"),
+        pytest.param("The final answer is $\\boxed{\\frac{3", None, id="unclosed-box-not-the-sentence"),
+        pytest.param("#### 7\nso \\boxed{7", None, id="unclosed-box-not-gsm8k"),
+        pytest.param("\\boxed{\\frac{1}{2}", None, id="unclosed-inner-braces-closed"),
+        pytest.param("\\boxed{5} and then \\boxed", None, id="box-command-at-the-end"),
+        pytest.param("\\boxed{ let me redo this: \\boxed{5}", "5", id="closed-box-after-unclosed"),
+        pytest.param("\\boxed{\\{1,2\\}", None, id="unclosed-escaped-braces-do-not-close"),
+        pytest.param("\\boxed{5} and then \\boxed{} stop", "5", id="empty-last-box-still-skipped"),
         pytest.param("\\boxed{} The final answer is 3.", "3", id="empty-box-falls-through"),
         pytest.param("\\boxed{2}\n#### 7", "2", id="boxed-before-gsm8k"),
         # "final answer is" sentences (the Minerva / lm-evaluation-harness answer format).
@@ -77,6 +86,7 @@ def test_extract_answer(text, expected):
         pytest.param("5 apples, then 6 pears", "6", id="last-wins"),
         pytest.param("no numbers", None, id="none"),
         pytest.param("\\boxed{x} and 5", "x", id="boxed-first"),
+        pytest.param("the answer is \\boxed{\\frac{3", None, id="unclosed-box-no-last-number"),
     ],
 )
 def test_extract_answer_last_number(text, expected):

@@ -66,7 +66,12 @@ def main() -> None:
                 gold_parsed, pred_parsed = parse_gold(gold), parse_pred(pred)
                 if not gold_parsed or not pred_parsed:
                     return "false"
-                return "true" if verify(gold_parsed, pred_parsed, timeout_seconds=None) else "false"
+                # allow_set_relation_comp: a predicted inequality may answer an interval gold ("1 < x \\le 2"
+                # for "(1,2]"); by default math-verify allows that only the other way round.
+                is_equal = verify(
+                    gold_parsed, pred_parsed, timeout_seconds=None, allow_set_relation_comp=True
+                )
+                return "true" if is_equal else "false"
             finally:
                 _set_alarm(0)
         except _Timeout:  # also when the alarm lands inside the `finally` above

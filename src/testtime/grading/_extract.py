@@ -4,7 +4,9 @@ Models state answers in a few conventional places, tried in order of how deliber
 `\\boxed{...}` (MATH, Qwen and DeepSeek prompts), a Minerva-style "The final answer is ..." sentence, the
 GSM8K `#### N` line, and, only when the caller opts in, the last number in the text. The brace matching
 follows `last_boxed_only_string` in hendrycks/math (modeling/dataset/util.py) and lm-evaluation-harness
-(tasks/minerva_math/utils.py), but skips escaped braces and ignores empty or unbalanced boxes.
+(tasks/minerva_math/utils.py), but skips escaped braces and empty boxes. A last box that is never closed
+means the output was cut off while stating its answer: that gives no answer at all, not an earlier box or
+the raw fragment (`\\boxed{\\frac{3`), since the answer the model meant is unknown.
 """
 
 from __future__ import annotations
@@ -24,15 +26,17 @@ _MATH_RE = re.compile(r"\$\$((?:\\.|[^\\$])*)\$\$|\$((?:\\.|[^\\$])*)\$|\\\((.*?
 _GSM8K_RE = re.compile(r"####\s*([^\n]*)")
 _NUMBER_RE = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|-?\.\d+")
 _THOUSANDS_RE = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+_UNCLOSED = object()  # what `_box_content` returns for a box never closed (any string could be content)
 
 
 def extract_answer(text: str, *, last_number: bool = False) -> str | None:
     """The final answer stated in `text`, or None when it states none.
 
-    Tried in order: the content of the last non-empty balanced `\\boxed{...}` / `\\fbox{...}` (also
-    `\\boxed {x}` and the short form `\\boxed 5`); the answer of the last "final answer is ..." sentence
-    (surrounding `$` and "I hope it is correct" removed); the last GSM8K `#### N` line (commas dropped);
-    and, if `last_number` is true, the last number in the text ("1,000" -> "1000").
+    Tried in order: the content of the last non-empty `\\boxed{...}` / `\\fbox{...}` (also `\\boxed {x}`
+    and the short form `\\boxed 5`); the answer of the last "final answer is ..." sentence (surrounding `$`
+    and "I hope it is correct" removed); the last GSM8K `#### N` line (commas dropped); and, if
+    `last_number` is true, the last number in the text ("1,000" -> "1000"). None when that last box is
+    never closed (a truncated output: "... so \\boxed{\\frac{3"), whatever comes before it.
     """
     check(
         isinstance(text, str),
@@ -40,13 +44,17 @@ def extract_answer(text: str, *, last_number: bool = False) -> str | None:
         parameter="text",
         value=text,
     )
-    for answer in (_last_boxed(text), _final_answer_sentence(text), _gsm8k(text)):
+    boxed = _last_boxed(text)
+    if boxed is _UNCLOSED:
+        return None
+    for answer in (boxed, _final_answer_sentence(text), _gsm8k(text)):
         if answer:
             return answer
     return _last_number(text) if last_number else None
 
 
-def _last_boxed(text: str) -> str | None:
+def _last_boxed(text: str) -> str | object | None:
+    """The last non-empty box's content; `_UNCLOSED` if that box is never closed; None if there is none."""
     for match in reversed(list(_BOX_RE.finditer(text))):
         content = _box_content(text, match.end())
         if content:
@@ -54,13 +62,14 @@ def _last_boxed(text: str) -> str | None:
     return None
 
 
-def _box_content(text: str, start: int) -> str | None:
-    """The stripped argument of a box command whose name ends at `start`; None if unbalanced or empty."""
+def _box_content(text: str, start: int) -> str | object | None:
+    """The stripped argument of a box command whose name ends at `start`: None if empty or not TeX,
+    `_UNCLOSED` if the text ends before the argument does."""
     i = start
     while i < len(text) and text[i] in " \t":
         i += 1
     if i >= len(text):
-        return None
+        return _UNCLOSED
     if text[i] != "{":
         if i == start:  # `\boxed5` is not TeX; `\boxed 5` is (a single-token argument)
             return None
@@ -81,7 +90,7 @@ def _box_content(text: str, start: int) -> str | None:
             if depth == 0:
                 return text[i + 1 : j].strip() or None
         j += 1
-    return None
+    return _UNCLOSED
 
 
 def _final_answer_sentence(text: str) -> str | None:

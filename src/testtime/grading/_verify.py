@@ -5,6 +5,7 @@ expressions, sets, intervals, matrices and equations. Two things are ours:
 
 - Fast paths that settle most voting comparisons without sympy: equal `answer_key`s, and two plain numbers.
   Typical integer-answer voting never starts a worker process.
+- Numbers with a base subscript (`52_8`), which math-verify reads without the base (`52_8` = `52_9`).
 - A hard timeout on any thread, by running math-verify in a worker process (`_worker.py`).
 
 Every verdict is cached: voting asks about the same pairs again and again.
@@ -18,7 +19,7 @@ from fractions import Fraction
 from functools import lru_cache
 
 from .._errors import check
-from ._normalize import answer_key, plain_number
+from ._normalize import answer_key, base_numeral, plain_number, rewrite_notation
 from ._worker import run_in_worker
 
 __all__ = ["is_equiv", "DEFAULT_TIMEOUT", "MAX_SYMBOLIC_CHARS", "fast_verdict", "symbolic_equiv"]
@@ -82,6 +83,9 @@ def fast_verdict(gold: str, pred: str) -> bool | None:
         return None
     if len(gold) > MAX_SYMBOLIC_CHARS or len(pred) > MAX_SYMBOLIC_CHARS:
         return False
+    verdict = _base_verdict(gold_key, pred_key)
+    if verdict is not None:
+        return verdict
     a, b = plain_number(gold_key), plain_number(pred_key)
     if a is None or b is None:
         return None
@@ -93,6 +97,35 @@ def fast_verdict(gold: str, pred: str) -> bool | None:
     return None
 
 
+def _base_verdict(gold_key: str, pred_key: str) -> bool | None:
+    """Compare numbers with a base subscript; None unless one side is one.
+
+    Two numerals are equal when their values are (`52_8` = `101010_2` = `42_{10}`, `52_8` != `52_9`); one
+    whose digits its base does not allow (`58_5`) equals only itself. A numeral and a plain integer are equal
+    when the digits are (`52_8` = `52`, `52_8` != `42`): every MATH question with such a gold asks for the
+    answer in that base, so a bare "52" gives the right digits and the decimal value "42" does not answer
+    it (math-verify agrees on both; it ignores subscripts). Other pairs go to math-verify.
+    """
+    gold_numeral, pred_numeral = base_numeral(gold_key), base_numeral(pred_key)
+    if gold_numeral is None and pred_numeral is None:
+        return None
+    if gold_numeral is not None and pred_numeral is not None:
+        gold_value, pred_value = _numeral_value(*gold_numeral), _numeral_value(*pred_numeral)
+        return gold_value is not None and gold_value == pred_value
+    digits, _ = gold_numeral or pred_numeral
+    other = pred_key if gold_numeral is not None else gold_key
+    if re.fullmatch(r"\d+", other):
+        return digits.lstrip("0") == other.lstrip("0")
+    return None
+
+
+def _numeral_value(digits: str, base: int) -> int | None:
+    try:
+        return int(digits, base)
+    except ValueError:
+        return None
+
+
 def symbolic_equiv(gold: str, pred: str, *, timeout: float = DEFAULT_TIMEOUT) -> bool:
     """math-verify's verdict alone (no fast paths, no cache), under a timeout that works on any thread."""
     _check_timeout(timeout)
@@ -100,14 +133,14 @@ def symbolic_equiv(gold: str, pred: str, *, timeout: float = DEFAULT_TIMEOUT) ->
 
 
 def _for_math_verify(answer: str) -> str:
-    """The answer as math-verify reads it best: outer `$` removed, numbers written plainly.
+    """The answer as math-verify reads it best: notation rewritten, `$` removed, numbers written plainly.
 
     math-verify reads "1e-3" as 1*e - 3 and "6.02e23" as 6.02*e*23, so a number goes in as its key.
     """
     key = answer_key(answer)
     if plain_number(key) is not None and "%" not in answer:
         return key
-    answer = answer.strip()
+    answer = rewrite_notation(answer).strip()
     m = re.fullmatch(r"\$+(.*?)\$+", answer, flags=re.DOTALL)
     return m.group(1).strip() if m else answer
 
