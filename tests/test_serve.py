@@ -14,10 +14,11 @@ import pytest
 
 from testtime import EngineError, ValidationError
 from testtime.engines import SamplingParams, ScriptedEngine
+from testtime.engines.scripted import Scripted
 from testtime.scorers import ScriptedScorer
 from testtime.serve import ServeConfig, ServerThread, create_app
 from testtime.serve._batcher import Batcher, Job, ShuttingDown
-from testtime.strategies import STRATEGIES
+from testtime.strategies import STRATEGIES, problem_seed
 from testtime.tasks import Problem
 
 KEY = "sk-test-key"
@@ -33,7 +34,8 @@ SOL = {a: solution(a) for a in "0123456789"}
 
 class Backend:
     """A scripted engine whose behaviour the question picks: "wait" blocks until `gate` is set, "boom" is a
-    bad request, "explode" an engine failure, "bug" an unexpected exception, "seeded" answers by seed."""
+    bad request, "explode" an engine failure, "bug" an unexpected exception, "seeded" answers by seed (and
+    continues a partial answer)."""
 
     def __init__(self) -> None:
         self.gate = threading.Event()
@@ -50,7 +52,7 @@ class Backend:
         if q == "bug":
             raise RuntimeError("a bug")
         if q.startswith("seeded"):
-            return SOL[str(params.seed % 10)]
+            return SOL[str(params.seed % 10)][len(request.partial) :]
         return SOL[ANSWERS[index % 4]]
 
 
@@ -164,11 +166,38 @@ def test_models_health_and_auth(server):
         pytest.param({"model": "tt"}, {}, 400, "messages", "`messages` is required: a list of {role, content} objects.", id="no-messages"),
         pytest.param({"model": "tt", "messages": [{"role": "user"}]}, {}, 400, "messages[0].content", "`messages[0].content` must be a string or a list of text parts, got NoneType.", id="no-content"),
         pytest.param({"model": "tt", "messages": [{"role": "tool", "content": "x"}]}, {}, 400, "messages[0].role", "`messages[0].role` must be one of system, developer, user, assistant, got 'tool'.", id="role"),
-        pytest.param({"model": "tt", "messages": [*ask(), {"role": "assistant", "content": "So"}]}, {}, 400, "messages", "the last message must be from the user, got 'assistant' (continuing an assistant message is not supported).", id="last-assistant"),
+        pytest.param({"model": "tt", "messages": [*ask(), {"role": "assistant", "content": "So"}]}, {}, 400, "messages", "the last message must be from the user, got 'assistant' (to continue an assistant message, send `continue_final_message: true`).", id="last-assistant"),
         pytest.param({"model": "tt", "messages": ask(), "tools": [{"type": "function"}]}, {}, 400, "tools", "`tools` is not supported by testtime serve (got [{'type': 'function'}]); leave it unset.", id="tools"),
         pytest.param({"model": "tt", "messages": ask(), "temperature": -1}, {}, 400, "temperature", "`temperature` must be >= 0, got -1.0.", id="temperature"),
         pytest.param({"model": "tt", "messages": ask(), "max_tokens": "64"}, {}, 400, "max_tokens", "`max_tokens` must be an integer, got '64'.", id="max-tokens-type"),
         pytest.param({"model": "tt", "messages": ask(), "stream": "yes"}, {}, 400, "stream", "`stream` must be true or false, got 'yes'.", id="stream-type"),
+        pytest.param({"model": "tt", "messages": ask(), "top_logprobs": 2}, {}, 400, "top_logprobs", "`top_logprobs` (2) needs `logprobs: true`.", id="top-logprobs-alone"),
+        pytest.param({"model": "tt", "messages": ask(), "logprobs": True, "top_logprobs": 21}, {}, 400, "top_logprobs", "`top_logprobs` must be an integer in [0, 20], got 21.", id="top-logprobs-range"),
+        pytest.param({"model": "tt", "messages": ask(), "logprobs": True, "top_logprobs": -1}, {}, 400, "top_logprobs", "`top_logprobs` must be an integer in [0, 20], got -1.", id="top-logprobs-negative"),
+        pytest.param({"model": "tt", "messages": ask(), "logprobs": True, "top_logprobs": "3"}, {}, 400, "top_logprobs", "`top_logprobs` must be an integer in [0, 20], got '3'.", id="top-logprobs-type"),
+        pytest.param({"model": "tt", "messages": ask(), "logprobs": 5}, {}, 400, "logprobs", "`logprobs` must be true or false, got 5.", id="logprobs-type"),
+        pytest.param({"model": "tt", "messages": ask(), "top_k": -2}, {}, 400, "top_k", '`top_k` must be an integer >= 0 (or -1, vLLM\'s "off"), got -2.', id="top-k"),
+        pytest.param({"model": "tt", "messages": ask(), "echo": True}, {}, 400, "echo", "`echo` is not supported by testtime serve (got True); leave it unset.", id="echo"),
+        pytest.param(
+            {"model": "tt", "messages": ask(), "continue_final_message": True, "budget": 1},
+            {}, 400, "messages", "`continue_final_message` continues an assistant message that answers a user message; the messages end with user.", id="continue-user",
+        ),
+        pytest.param(
+            {"model": "tt", "messages": [*ask(), {"role": "assistant", "content": "So"}], "continue_final_message": True, "add_generation_prompt": True, "budget": 1},
+            {}, 400, "add_generation_prompt", "`add_generation_prompt` must be false with `continue_final_message: true` (the answer continues the last message).", id="continue-generation-prompt",
+        ),
+        pytest.param(
+            {"model": "tt", "messages": ask(), "add_generation_prompt": False},
+            {}, 400, "add_generation_prompt", "`add_generation_prompt: false` is only for continuing a message; send `continue_final_message: true` with it, or leave it unset.", id="no-generation-prompt",
+        ),
+        pytest.param(
+            {"model": "tt", "messages": [*ask(), {"role": "assistant", "content": "So"}], "continue_final_message": True},
+            {}, 400, "budget", "`continue_final_message` continues one sample, so the budget must be 1, got 4; send `budget: 1` (extra_body) or the header X-Testtime-Budget: 1.", id="continue-budget",
+        ),
+        pytest.param(
+            {"model": "tt", "messages": [*ask(), {"role": "assistant", "content": "So"}], "continue_final_message": True, "strategy": "bon", "budget": 1},
+            {}, 400, "strategy", "`continue_final_message` continues one plain sample; strategy 'bon' does not make one: use majority or greedy with budget 1.", id="continue-strategy",
+        ),
         pytest.param({"model": "tt", "messages": ask(), "strategy": "bon", "budget": 2}, {}, 200, None, None, id="ok-control"),
         pytest.param([1, 2], {}, 400, "body", "the request body must be a JSON object, got list.", id="not-an-object"),
         pytest.param({"model": "tt", "messages": ask("boom")}, {}, 400, "messages", "prompt (9000 tokens) exceeds the model's context.", id="engine-validation"),
@@ -302,10 +331,72 @@ def test_close_fails_queued_requests_and_lets_the_running_batch_finish():
 
 def test_sampling_fields_reach_the_engine(server):
     body = {"model": "tt", "messages": ask("fields"), "temperature": 0.3, "top_p": 0.9, "max_tokens": 77, "stop": "\n\nEnd", "ignore_eos": True, "budget": 3}
+    body |= {"top_k": 40, "include_stop_str_in_output": True, "logprobs": True, "top_logprobs": 5}
     assert post(server, body).status_code == 200
     request, params = server.backend.engine.calls[-1]
     assert request.messages == ask("fields") and params.n == 3
     assert (params.temperature, params.top_p, params.max_tokens, params.stop, params.ignore_eos) == (0.3, 0.9, 77, ["\n\nEnd"], True)
+    assert (params.top_k, params.include_stop_str_in_output, params.logprobs) == (40, True, 5)
+    assert post(server, {**body, "top_k": -1, "logprobs": True, "top_logprobs": None}).status_code == 200
+    assert (server.backend.engine.calls[-1][1].top_k, server.backend.engine.calls[-1][1].logprobs) == (0, 0)  # vLLM's -1 is off
+
+
+def scripted_logprobs(request, params, index):
+    """Candidate i answers ANSWERS[i % 4]; every token of candidate i has logprob -(i + 1) / 8, and tops
+    [-(i + 1) / 8, -3, -4]."""
+    text = SOL[ANSWERS[index % 4]]
+    value = -(index + 1) / 8
+    return Scripted(text, logprobs=[value] * len(text), top_logprobs=[[value, -3.0, -4.0]] * len(text))
+
+
+def test_logprobs_are_the_chosen_candidates_in_openai_format_json_and_streamed():
+    srv = ServerThread(create_app(ScriptedEngine(scripted_logprobs), scorer(), ServeConfig(model_name="tt"))).start()
+    try:
+        c = openai.OpenAI(base_url=srv.url + "/v1", api_key="x", max_retries=0)
+        # bon picks candidate 3 (its "7" scores 0.9): the logprobs are candidate 3's, not candidate 0's.
+        kwargs = dict(model="tt", messages=ask(), logprobs=True, top_logprobs=2, extra_body={"strategy": "bon", "budget": 4})
+        r = c.chat.completions.create(**kwargs)
+        content = r.choices[0].logprobs.content
+        assert r.choices[0].message.content == SOL["7"] and len(content) == len(SOL["7"])
+        assert {e.logprob for e in content} == {-0.5} and [e.token for e in content] == list(SOL["7"])
+        assert [t.logprob for t in content[0].top_logprobs] == [-0.5, -3.0] and [t.token for t in content[0].top_logprobs] == ["t0", "t1"]
+        assert content[1].bytes == list(SOL["7"][1].encode())
+        chunks = list(c.chat.completions.create(**kwargs, stream=True))
+        streamed = [e for ch in chunks if ch.choices and ch.choices[0].logprobs for e in ch.choices[0].logprobs.content]
+        assert [(e.token, e.logprob, [t.logprob for t in e.top_logprobs]) for e in streamed] == [(e.token, e.logprob, [t.logprob for t in e.top_logprobs]) for e in content]
+        # logprobs without top_logprobs: the sampled tokens' only (OpenAI's default top_logprobs is 0).
+        r = c.chat.completions.create(model="tt", messages=ask(), logprobs=True, extra_body={"budget": 2})
+        assert [e.logprob for e in r.choices[0].logprobs.content] == [-0.125] * len(SOL["5"]) and r.choices[0].logprobs.content[0].top_logprobs == []
+        assert c.chat.completions.create(model="tt", messages=ask()).choices[0].logprobs is None
+    finally:
+        srv.stop()
+
+
+def test_a_continuation_is_one_sample_from_the_partial_answer_with_vllm_stop_reason(server):
+    partial = "Step 1: think."
+    body = {
+        "model": "tt",
+        "messages": [*ask("seeded cont"), {"role": "assistant", "content": partial}],
+        "continue_final_message": True,
+        "add_generation_prompt": False,
+        "budget": 1,
+        "seed": 3,
+        "stop": ["\n\n", "$."],
+        "include_stop_str_in_output": True,
+        "max_tokens": 100,
+    }
+    r = post(server, body).json()
+    request, params = server.backend.engine.calls[-1]
+    assert request.messages == ask("seeded cont") and request.partial == partial
+    # The seed the strategy would use for this problem: one sample, same per-request seed rule.
+    assert params.n == 1 and params.seed == problem_seed(0, "seed-3") and params.include_stop_str_in_output
+    full = SOL[str(problem_seed(0, "seed-3") % 10)]
+    assert r["choices"][0]["message"]["content"] == full[len(partial) : full.index("\n\n") + 2]
+    assert (r["choices"][0]["finish_reason"], r["choices"][0]["stop_reason"]) == ("stop", "\n\n")
+    assert r["usage"]["completion_tokens"] == len(r["choices"][0]["message"]["content"]) and r["testtime"]["num_candidates"] == 1
+    # To the end of the answer: end-of-sequence, stop_reason null.
+    r = post(server, {**body, "messages": [*ask("seeded cont"), {"role": "assistant", "content": full[:-1]}], "stop": ["\n\n"]}).json()
+    assert (r["choices"][0]["message"]["content"], r["choices"][0]["finish_reason"], r["choices"][0]["stop_reason"]) == (".", "stop", None)
 
 
 def test_optimal_needs_a_policy_and_dispatches_with_one():
@@ -326,3 +417,25 @@ def test_optimal_needs_a_policy_and_dispatches_with_one():
         without.stop()
     with pytest.raises(ValidationError, match="needs a policy"):
         ServeConfig(default_strategy="optimal")
+
+
+def test_reply_logprobs_are_trimmed_to_the_request_and_json_safe():
+    """A strategy may ask the engine for more top logprobs than the client (DeepConf does); the reply has the
+    client's `top_logprobs`, and -inf is sent as vLLM's and OpenAI's floor, -9999.0."""
+    from testtime.engines import TokenLogprobs
+    from testtime.serve._format import completion_body, stream_events
+    from testtime.serve._request import ChatRequest
+    from testtime.strategies import Candidate, SolveResult
+
+    lp = TokenLogprobs(logprobs=[-0.5, float("-inf")], tokens=["a", "é"], top_logprobs=[[-0.5, -1.0, -2.0], [-0.25, -3.0, float("-inf")]], top_tokens=[["a", "b", "c"], ["x", "y", "z"]])
+    result = SolveResult(candidates=[Candidate(index=0, text="aé", finish_reason="stop", logprobs=lp)], selected=0)
+    req = ChatRequest(sampling=SamplingParams(logprobs=1, stop=["é", "aé"], include_stop_str_in_output=True))
+    choice = completion_body("id", 0, "tt", result, req)["choices"][0]
+    assert choice["logprobs"]["content"] == [
+        {"token": "a", "logprob": -0.5, "bytes": [97], "top_logprobs": [{"token": "a", "logprob": -0.5, "bytes": [97]}]},
+        {"token": "é", "logprob": -9999.0, "bytes": [195, 169], "top_logprobs": [{"token": "x", "logprob": -0.25, "bytes": [120]}]},
+    ]
+    assert choice["stop_reason"] == "aé"  # both stops end the text: the longer one started first
+    events = [json.loads(e[len(b"data: ") :]) for e in stream_events("id", 0, "tt", result, req)[:-1]]
+    assert events[1]["choices"][0]["logprobs"] == choice["logprobs"] and events[2]["choices"][0]["stop_reason"] == "aé"
+    assert completion_body("id", 0, "tt", result, ChatRequest())["choices"][0]["logprobs"] is None

@@ -193,3 +193,58 @@ def test_strategies_run_on_it(fake_vllm):
     FakeLLM.reply = staticmethod(answer)
     res = MajorityVote(VLLMEngine("m"), params=SamplingStrategyParams(n=3)).solve(Problem(id="p", question="q", answer="12", last_number_fallback=True))[0]
     assert res.answer == "12" and len(res.candidates) == 3 and res.usage.num_generated_tokens == 3 * 24
+
+
+@dataclass
+class FakeLogprob:  # vllm.logprobs.Logprob
+    logprob: float
+    rank: int | None = None
+    decoded_token: str | None = None
+
+
+def with_logprobs(eos: int):
+    """Plays vLLM with logprobs=2: per position a dict that starts with the sampled token, then the top 2 by
+    rank (3 entries when the sampled token is not among them); the completion ends with EOS, whose id vLLM
+    keeps in `token_ids` and whose entry it keeps in `logprobs`."""
+    L = FakeLogprob
+    positions = [
+        {500: L(-0.5, 1, "x"), 600: L(-1.5, 2, "y")},
+        {501: L(-4.0, 7, " ="), 610: L(-0.25, 1, " is"), 611: L(-1.0, 2, ":")},  # sampled outside the top 2
+        {502: L(-1.0, 3, " 1"), 620: L(-0.5, 1, " 2"), 621: L(-1.0, 2, " 3")},  # ties the 2nd; rank breaks it
+        {eos: L(-0.125, 1, "<|im_end|>"), 630: L(-3.0, 2, ".")},
+    ]
+
+    def reply(ids, sp):
+        k = sp["logprobs"]
+        trimmed = None if k is None else [{t: d[t], **{i: lp for i, lp in sorted(d.items(), key=lambda e: e[1].rank) if lp.rank <= k}} for t, d in zip([500, 501, 502, eos], positions, strict=True)]
+        return FakeCompletionOutput(0, "x = 1", [500, 501, 502, eos], -5.625, logprobs=trimmed, finish_reason="stop", stop_reason=None)
+
+    return reply
+
+
+def test_logprobs_map_to_token_logprobs_and_the_eos_position_is_left_out(fake_vllm):
+    eng = VLLMEngine("m", logprobs=False)
+    eos = FakeLLM.last.tokenizer.eos_token_id
+    FakeLLM.reply = staticmethod(with_logprobs(eos))
+    c = eng.generate(MSG, SamplingParams(logprobs=2, seed=1))[0].completions[0]
+    assert FakeLLM.last.calls[-1][1][0].kwargs["logprobs"] == 2
+    lp = c.logprobs
+    assert lp.tokens == [500, 501, 502] and lp.logprobs == [-0.5, -4.0, -1.0]
+    assert lp.top_logprobs == [[-0.5, -1.5], [-0.25, -1.0], [-0.5, -1.0]] and lp.top_tokens == [[500, 600], [610, 611], [620, 621]]
+    assert (c.token_ids, c.num_tokens, c.finish_reason, c.cumulative_logprob) == ([500, 501, 502], 3, "eos", -5.625)
+    assert eng.usage.num_generated_tokens == 4  # the EOS token was generated
+    zero = eng.generate(MSG, SamplingParams(logprobs=0))[0].completions[0]
+    assert FakeLLM.last.calls[-1][1][0].kwargs["logprobs"] == 0
+    assert zero.logprobs.logprobs == [-0.5, -4.0, -1.0] and zero.logprobs.top_logprobs == [[], [], []]
+    plain = eng.generate(MSG, SamplingParams())[0].completions[0]
+    assert FakeLLM.last.calls[-1][1][0].kwargs["logprobs"] is None and plain.logprobs is None
+
+
+def test_a_stop_token_id_is_left_out_like_eos_and_missing_logprobs_are_an_engine_error(fake_vllm):
+    eng = VLLMEngine("m")
+    FakeLLM.reply = staticmethod(lambda ids, sp: FakeCompletionOutput(0, "ok", [7, 128009], -1.0, logprobs=[{7: FakeLogprob(-0.5, 1)}, {128009: FakeLogprob(-0.5, 1)}], finish_reason="stop", stop_reason=128009))
+    c = eng.generate(MSG, SamplingParams(logprobs=1))[0].completions[0]
+    assert (c.token_ids, c.logprobs.tokens, c.finish_reason) == ([7], [7], "eos")
+    FakeLLM.reply = staticmethod(lambda ids, sp: FakeCompletionOutput(0, "ok", [7, 8], -1.0, logprobs=None, finish_reason="length"))
+    with pytest.raises(EngineError, match=r"vLLM returned no logprobs for a completion of 2 tokens \(asked for logprobs=1\)"):
+        eng.generate(MSG, SamplingParams(logprobs=1))

@@ -1,15 +1,18 @@
 """Text generation behind one protocol: `Engine.generate` for whole completions, `Engine.start` for a live batch."""
 
+from ._confidence import DEFAULT_CONFIDENCE_WINDOW, ConfidenceStop, token_confidence
 from ._embedded import EMBEDDED_MODEL_NAMES, cache_dir, embedded_model_dir
 from ._protocol import Engine, LiveBatch, StepOutput, StepReason
 from ._types import (
     DEFAULT_MAX_TOKENS,
+    MAX_LOGPROBS,
     Completion,
     EngineUsage,
     FinishReason,
     Request,
     RequestOutput,
     SamplingParams,
+    TokenLogprobs,
 )
 from .openai_engine import OpenAIEngine
 from .scripted import ScriptedEngine
@@ -18,6 +21,7 @@ from .transformers_engine import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MODEL, Transfor
 from .vllm_engine import VLLMEngine
 
 __all__ = [
+    "DEFAULT_CONFIDENCE_WINDOW",
     "DEFAULT_MAX_BATCH_SIZE",
     "DEFAULT_MAX_TOKENS",
     "DEFAULT_MODEL",
@@ -35,8 +39,10 @@ __all__ = [
     "StepOutput",
     "StepReason",
     "TextLiveBatch",
+    "TokenLogprobs",
     "TransformersEngine",
     "VLLMEngine",
     "cache_dir",
     "embedded_model_dir",
+    "token_confidence",
 ]

@@ -8,6 +8,7 @@ sync (`tolist`) per step serves the stop checks of all rows.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,13 +16,14 @@ from dataclasses import dataclass, field
 import torch
 
 from .._errors import ValidationError, error_context
+from ._confidence import ConfidenceStop, WindowMean, token_confidence
 from ._detok import IncrementalDetokenizer, find_stop
 from ._prompt import encode_request
 from ._protocol import StepOutput
 from ._sampling import derive_seed, sample
-from ._types import Completion, EngineUsage, Request, SamplingParams
+from ._types import Completion, EngineUsage, Request, SamplingParams, TokenLogprobs
 
-__all__ = ["TransformersLiveBatch", "as_lists"]
+__all__ = ["TransformersLiveBatch", "as_lists", "check_first_index", "confidence_windows", "confidence_dropped", "record_logprobs"]
 
 
 def as_lists(requests, params) -> tuple[list[Request], list[SamplingParams]]:
@@ -60,6 +62,7 @@ class _Row:
     stop_reason: str | None = None
     stop_index: int | None = None  # where the matched final stop string starts in `text`
     num_forks: int = 0
+    logprobs: TokenLogprobs | None = None  # when params.logprobs asks for them
 
     def fork(self) -> _Row:
         """A copy that samples its own continuation: a fresh stream seeded from (seed, length, fork count)."""
@@ -79,7 +82,72 @@ class _Row:
             finish_reason=self.finish_reason,
             stop_reason=self.stop_reason,
             stop_index=self.stop_index,
+            logprobs=None if self.logprobs is None else self.logprobs.copy(),
         )
+
+
+def check_first_index(first_index: int) -> None:
+    if not isinstance(first_index, int) or isinstance(first_index, bool) or first_index < 0:
+        raise ValidationError(f"`first_index` must be an integer >= 0, got {first_index!r}.", parameter="first_index", value=first_index)
+
+
+def confidence_windows(rows, stop: ConfidenceStop | None) -> list[WindowMean | None]:
+    """Per row, the running group-confidence window `stop` checks (None: unchecked), primed with the row's
+    last tokens so a window spans advances. Shared by every live batch."""
+    if stop is None:
+        return [None] * len(rows)
+    if len(stop.thresholds) != len(rows):
+        raise ValidationError(f"`confidence_stop` has {len(stop.thresholds)} thresholds for a batch of {len(rows)} rows; give one per row (None to skip a row).", parameter="confidence_stop")
+    out: list[WindowMean | None] = []
+    for b, (row, t) in enumerate(zip(rows, stop.thresholds)):
+        if t is None or row.finish_reason is not None:
+            out.append(None)
+            continue
+        if not row.params.logprobs:
+            raise ValidationError(f"`confidence_stop` reads top logprobs, but row {b}'s request has `logprobs={row.params.logprobs!r}`; ask for SamplingParams(logprobs=k) with k >= 1.", parameter="logprobs", value=row.params.logprobs)
+        out.append(WindowMean(stop.window, [token_confidence(t) for t in row.logprobs.top_logprobs[-stop.window :]]))
+    return out
+
+
+def confidence_dropped(window: WindowMean, logprobs: TokenLogprobs, threshold: float) -> bool:
+    """Push the newest token's confidence; True once a full window's mean is below `threshold`."""
+    window.push(token_confidence(logprobs.top_logprobs[-1]))
+    return window.full and window.mean < threshold
+
+
+def record_logprobs(into: TokenLogprobs, token: int, logprob: float, extra: tuple[float, list[float], list[int]] | None) -> None:
+    """Append one position: the sampled token, its logprob and (kl, top values, top ids) from `_logprob_extras`."""
+    into.logprobs.append(logprob)
+    into.tokens.append(token)
+    kl, vals, ids = extra if extra is not None else (None, [], [])
+    into.top_logprobs.append(vals)
+    into.top_tokens.append(ids)
+    if into.kl_from_uniform is not None:
+        into.kl_from_uniform.append(kl)
+
+
+def _logprob_extras(logits: torch.Tensor, asked: list[int | None]) -> list[tuple[float, list[float], list[int]] | None]:
+    """Per row of `logits` (Ba, V): (KL(uniform || p), top-k logprobs, their ids) for rows that ask for
+    logprobs (`asked[i]` = k), None for the others. One log-softmax and one top-k for the whole batch, and one
+    host transfer; costs nothing when no row asks."""
+    want = [i for i, k in enumerate(asked) if k is not None]
+    if not want:
+        return [None] * len(asked)
+    k = max(asked[i] for i in want)
+    rows = torch.tensor(want, device=logits.device)
+    logp = torch.log_softmax(logits[rows].float(), -1)  # (Bw, V)
+    # KL(U || p) = sum_j (1/V) log((1/V) / p_j) = -log V - mean_j log p_j: how far from a flat guess.
+    kl = -math.log(logp.shape[-1]) - logp.mean(-1)
+    if k:
+        vals, ids = logp.topk(k, -1)
+        packed = torch.cat([kl[:, None], vals, ids.to(vals.dtype)], 1).tolist()
+    else:
+        packed = kl[:, None].tolist()
+    out: list = [None] * len(asked)
+    for i, p in zip(want, packed):
+        ki = asked[i]
+        out[i] = (p[0], p[1 : 1 + ki], [int(x) for x in p[1 + k : 1 + k + ki]])
+    return out
 
 
 def _put(full: torch.Tensor, rows: torch.Tensor | None, values: torch.Tensor) -> torch.Tensor:
@@ -119,11 +187,11 @@ class TransformersLiveBatch:
         return self.session.supports_add or self.session.num_rows == 0
 
     # -- rows in -----------------------------------------------------------------------------------------
-    def encode(self, requests: list[Request], params: list[SamplingParams], *, first_index: int = 0) -> list[list[int]]:
+    def encode(self, requests: list[Request], params: list[SamplingParams], *, first_request: int = 0) -> list[list[int]]:
         """Token ids of each request, checked against the model's context; errors name the request index."""
         eng, encoded = self.engine, []
         for i, (req, p) in enumerate(zip(requests, params)):
-            with error_context(f"request {first_index + i}"):
+            with error_context(f"request {first_request + i}"):
                 prompt_ids, partial_ids = encode_request(eng.tokenizer, req)
                 ids = prompt_ids + partial_ids
                 if len(ids) + p.max_tokens > eng.max_model_len:
@@ -136,19 +204,20 @@ class TransformersLiveBatch:
             encoded.append(ids)
         return encoded
 
-    def add(self, requests, params=None, *, encoded: list[list[int]] | None = None) -> None:
+    def add(self, requests, params=None, *, first_index: int = 0, encoded: list[list[int]] | None = None) -> None:
         reqs, plist = as_lists(requests, params)
+        check_first_index(first_index)
         if not reqs:
             return
         if encoded is None:
-            encoded = self.encode(reqs, plist, first_index=self._num_requests)
+            encoded = self.encode(reqs, plist, first_request=self._num_requests)
         eng = self.engine
         prompts, lasts, new_rows = [], [], []
         for i, (ids, p) in enumerate(zip(encoded, plist)):
             prompts.append(ids[:-1])
             lasts.append(ids[-1])
             seed = p.seed if p.seed is not None else eng.next_seed()
-            for j in range(p.n):
+            for j in range(first_index, first_index + p.n):
                 s = derive_seed(seed, j)
                 new_rows.append(
                     _Row(
@@ -159,6 +228,7 @@ class TransformersLiveBatch:
                         detok=IncrementalDetokenizer(eng.tokenizer, ids),
                         num_prompt_tokens=len(ids),
                         index=j,
+                        logprobs=None if p.logprobs is None else TokenLogprobs(kl_from_uniform=[]),
                     )
                 )
         old = len(self.rows)
@@ -210,10 +280,11 @@ class TransformersLiveBatch:
         self.rows = new_rows
 
     # -- generation --------------------------------------------------------------------------------------
-    def advance(self, max_tokens: int | None = None, *, stop: Sequence[str] = ()) -> list[StepOutput]:
+    def advance(self, max_tokens: int | None = None, *, stop: Sequence[str] = (), confidence_stop: ConfidenceStop | None = None) -> list[StepOutput]:
         if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
             raise ValidationError(f"`max_tokens` must be an integer >= 1 or None, got {max_tokens!r}.", parameter="max_tokens", value=max_tokens)
         stop = list(stop)
+        windows = confidence_windows(self.rows, confidence_stop)
         self.usage.num_calls += 1
         out = [StepOutput(reason=r.finish_reason) for r in self.rows]  # finished rows report their reason
         active = [r.finish_reason is None for r in self.rows]
@@ -246,12 +317,15 @@ class TransformersLiveBatch:
                     self.layer_hidden[i] = _put(old, idx, torch.where(shows[:, None], h, old if idx is None else old[idx]))
             sel = slice(None) if idx is None else idx
             tokens, logprobs = sample(logits, self.temperature[sel], self.top_k[sel], self.top_p[sel], u)
+            stepping = [b for b, a in enumerate(active) if a]  # rows of `logits`, in order
+            extras = _logprob_extras(logits, [self.rows[b].params.logprobs for b in stepping])
             self.pos += act
             self.pending = _put(self.pending, idx, tokens)
             self.usage.num_forward_passes += 1
             self.usage.num_decoded_tokens += len(self.rows)
             tokens = _put(torch.zeros_like(self.pending), idx, tokens)
             logprobs = _put(torch.zeros(len(self.rows), device=logprobs.device), idx, logprobs)
+            extra_of = dict(zip(stepping, extras))
             for b, (tok, lp) in enumerate(zip(tokens.tolist(), logprobs.tolist())):  # the one host sync
                 if not active[b]:
                     continue
@@ -266,6 +340,8 @@ class TransformersLiveBatch:
                     active[b] = False
                     continue
                 row.token_ids.append(tok)
+                if row.logprobs is not None:
+                    record_logprobs(row.logprobs, tok, lp, extra_of.get(b))
                 before = len(row.text)
                 piece = row.detok.push(tok)
                 row.text += piece
@@ -276,6 +352,8 @@ class TransformersLiveBatch:
                     row.text += row.detok.flush()
                     o.text = row.text[start_len[b] :]
                     reason = row.finish_reason = "length"
+                if reason is None and windows[b] is not None and confidence_dropped(windows[b], row.logprobs, confidence_stop.thresholds[b]):
+                    reason = "confidence"
                 if reason is None and o.num_tokens >= limit[b]:
                     reason = "limit"
                 if reason is not None:
@@ -296,7 +374,7 @@ class TransformersLiveBatch:
         return None
 
     # -- rows out ----------------------------------------------------------------------------------------
-    def completion(self, row: int, index: int = 0) -> Completion:
+    def completion(self, row: int, index: int | None = None) -> Completion:
         r = self.rows[row]
         text = r.text
         if r.finish_reason == "stop" and r.stop_index is not None:
@@ -304,12 +382,13 @@ class TransformersLiveBatch:
             end = r.stop_index + (len(r.stop_reason) if r.params.include_stop_str_in_output else 0)
             text = text[:end]
         return Completion(
-            index=index,
+            index=r.index if index is None else index,
             text=text,
             token_ids=list(r.token_ids),
             cumulative_logprob=r.cumulative_logprob,
             finish_reason=r.finish_reason,
             stop_reason=r.stop_reason,
+            logprobs=None if r.logprobs is None else r.logprobs.copy(),
         )
 
     def _layer_index(self, layer: int) -> int:

@@ -16,14 +16,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
+from ._confidence import ConfidenceStop
 from ._types import Completion, EngineUsage, Request, RequestOutput, SamplingParams
 
 __all__ = ["Engine", "LiveBatch", "StepOutput", "StepReason"]
 
-StepReason = Literal["boundary", "limit", "stop", "eos", "length"]
+StepReason = Literal["boundary", "limit", "confidence", "stop", "eos", "length"]
 """Why a row paused or ended in `advance`:
 "boundary": it produced one of the advance's `stop` strings (a step boundary) and can continue;
 "limit": it generated the advance's `max_tokens` and can continue;
+"confidence": its group confidence fell below the advance's `confidence_stop` threshold (it can continue, but
+DeepConf drops it);
 "stop" / "eos" / "length": it finished for good (its request's stop string, end-of-sequence, its `max_tokens`).
 """
 
@@ -57,13 +60,18 @@ class LiveBatch(Protocol):
         """For each row, the index (in order of `start`/`add` calls) of the request it came from."""
         ...
 
-    def add(self, requests: Request | Sequence[Request], params: SamplingParams | Sequence[SamplingParams]) -> None:
-        """Append rows for new requests (`params.n` rows each) at the end of the batch."""
+    def add(self, requests: Request | Sequence[Request], params: SamplingParams | Sequence[SamplingParams], *, first_index: int = 0) -> None:
+        """Append rows for new requests (`params.n` rows each) at the end of the batch. The rows are the requests'
+        completions `first_index`, `first_index + 1`, ... (index and seed), so a request can be sampled in parts
+        that together equal one request with the larger n."""
         ...
 
-    def advance(self, max_tokens: int | None = None, *, stop: Sequence[str] = ()) -> list[StepOutput]:
+    def advance(self, max_tokens: int | None = None, *, stop: Sequence[str] = (), confidence_stop: ConfidenceStop | None = None) -> list[StepOutput]:
         """Generate for every unfinished row until it emits one of `stop`, has `max_tokens` new tokens (None: no
-        limit besides its request's own), or finishes. Returns one `StepOutput` per row, in row order."""
+        limit besides its request's own), its group confidence drops below its `confidence_stop` threshold, or
+        it finishes. Returns one `StepOutput` per row, in row order. Engines that continue rows by text check
+        the confidence after each chunk of tokens (`TextLiveBatch.confidence_chunk`), so a row may run a few
+        tokens past the point where it dropped; every token generated is counted."""
         ...
 
     def reorder(self, rows: Sequence[int]) -> None:

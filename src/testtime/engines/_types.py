@@ -12,7 +12,9 @@ from .._errors import check
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
+    "MAX_LOGPROBS",
     "SamplingParams",
+    "TokenLogprobs",
     "Request",
     "Completion",
     "RequestOutput",
@@ -21,6 +23,8 @@ __all__ = [
 ]
 
 DEFAULT_MAX_TOKENS = 512
+MAX_LOGPROBS = 20
+"""Most top logprobs per token a request may ask for (vLLM's default `max_logprobs`, OpenAI's `top_logprobs` cap)."""
 
 FinishReason = Literal["stop", "eos", "length"]
 """Why a completion ended: a stop string matched, the model emitted end-of-sequence, or `max_tokens` ran out."""
@@ -49,6 +53,11 @@ class SamplingParams:
     """Keep the matched stop string (and the rest of the token that completed it) in `text`."""
     ignore_eos: bool = False
     """Keep generating past end-of-sequence (benchmarks use this to force exactly max_tokens)."""
+    logprobs: int | None = None
+    """Per-token log-probabilities to return, as in vLLM: None returns none; k in [0, MAX_LOGPROBS] returns the
+    sampled token's logprob and the k most likely tokens' at each position (0: the sampled token's only).
+    Confidence scorers and DeepConf read them; the in-process engine computes them from the logits it already
+    has (no extra forward pass), remote engines ask the server (`logprobs` / `top_logprobs`)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
@@ -70,6 +79,12 @@ class SamplingParams:
             value=self.stop,
         )
         check(self.seed is None or isinstance(self.seed, int), f"`seed` must be an integer or None, got {self.seed!r}.", parameter="seed", value=self.seed)
+        check(
+            self.logprobs is None or (isinstance(self.logprobs, int) and not isinstance(self.logprobs, bool) and 0 <= self.logprobs <= MAX_LOGPROBS),
+            f"`logprobs` must be None or an integer in [0, {MAX_LOGPROBS}], got {self.logprobs!r}.",
+            parameter="logprobs",
+            value=self.logprobs,
+        )
 
     @property
     def is_greedy(self) -> bool:
@@ -108,6 +123,50 @@ class Request:
 
 
 @dataclass
+class TokenLogprobs:
+    """Log-probabilities of one completion's tokens, column by column: entry t of every list is token t of
+    `Completion.token_ids` (the end-of-sequence token that ended it is not included).
+
+    Values are under the model's own distribution (temperature 1, before top-k / top-p), like vLLM's default
+    raw logprobs."""
+
+    logprobs: list[float] = field(default_factory=list)
+    """The sampled token's logprob at each position."""
+    tokens: list[int | str] = field(default_factory=list)
+    """The sampled token at each position: its id (in-process, vLLM) or its string (HTTP servers)."""
+    top_logprobs: list[list[float]] = field(default_factory=list)
+    """The k largest logprobs at each position, descending (k = `SamplingParams.logprobs`; empty lists for 0)."""
+    top_tokens: list[list[int | str]] = field(default_factory=list)
+    """Their tokens: ids from the in-process engine and vLLM, strings from HTTP servers."""
+    kl_from_uniform: list[float] | None = None
+    """KL(uniform || p) of the whole next-token distribution at each position (the per-token self-certainty of
+    Kang et al. 2025), where the engine sees every logit (in-process); None where only top-k is known."""
+
+    def __len__(self) -> int:
+        return len(self.logprobs)
+
+    def extend(self, other: TokenLogprobs) -> None:
+        """Append `other`'s positions (a continuation of the same completion)."""
+        self.logprobs += other.logprobs
+        self.tokens += other.tokens
+        self.top_logprobs += other.top_logprobs
+        self.top_tokens += other.top_tokens
+        if self.kl_from_uniform is not None and other.kl_from_uniform is not None and len(self.kl_from_uniform) + len(other.kl_from_uniform) == len(self.logprobs):
+            self.kl_from_uniform += other.kl_from_uniform
+        else:
+            self.kl_from_uniform = None
+
+    def copy(self) -> TokenLogprobs:
+        return TokenLogprobs(
+            logprobs=list(self.logprobs),
+            tokens=list(self.tokens),
+            top_logprobs=[list(t) for t in self.top_logprobs],
+            top_tokens=[list(t) for t in self.top_tokens],
+            kl_from_uniform=None if self.kl_from_uniform is None else list(self.kl_from_uniform),
+        )
+
+
+@dataclass
 class Completion:
     """One generated continuation (vLLM's `CompletionOutput`)."""
 
@@ -118,13 +177,16 @@ class Completion:
     token_ids: list[int] = field(default_factory=list)
     """Generated token ids (empty when a remote server does not return them; see `num_tokens`)."""
     cumulative_logprob: float | None = None
-    """Sum of the generated tokens' log-probabilities under the model (temperature 1, before top-k/top-p)."""
+    """Sum of the generated tokens' log-probabilities under the model (temperature 1, before top-k/top-p),
+    the end-of-sequence token's included (unlike `logprobs`, which has one entry per token of `token_ids`)."""
     finish_reason: FinishReason | None = None
     """"stop", "eos" or "length"; None while a live batch row is still going."""
     stop_reason: str | None = None
     """The stop string that matched, when finish_reason is "stop"."""
     num_generated_tokens: int | None = None
     """Token count reported by a server that does not return ids; None means len(token_ids)."""
+    logprobs: TokenLogprobs | None = None
+    """Per-token log-probabilities when `SamplingParams.logprobs` asked for them, else None."""
 
     @property
     def num_tokens(self) -> int:

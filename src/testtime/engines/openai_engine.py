@@ -14,16 +14,34 @@ Three choices make every strategy's numbers mean the same here as on the in-proc
    vLLM's `stop_reason` (SGLang's `matched_stop`) tells which. "stop" without a matching stop string is our
    "eos". Step-level search needs the stop string kept in the text (vLLM's `include_stop_str_in_output`), so
    with `vllm_extensions=False` such requests are refused rather than silently cut.
+4. Per-token logprobs (`SamplingParams.logprobs = k`) describe exactly the completion's tokens. On the chat
+   endpoint we send `logprobs: true, top_logprobs: k + 1` and keep the k largest: vLLM fills the list with the
+   first entries of a dict that starts with the *sampled* token, so asking for k would drop the k-th most
+   likely token whenever the sampled one is not among the top k (OpenAI returns the top k + 1 proper; at
+   k = 20, the cap, vLLM's list may hold the sampled token in place of the 20th). On the completions endpoint
+   we send `logprobs: max(k, 1)`: vLLM answers every k with the sampled token's logprob and up to k + 1 top
+   entries, but some servers (older SGLang, llama.cpp) treat 0 as "off"; the dicts are unordered, so we sort.
+   End of sequence: vLLM and SGLang count the EOS token in `usage.completion_tokens` and give it a logprob
+   entry (its string, e.g. "<|im_end|>", is not in the text); OpenAI and `testtime serve` do neither. Like
+   the in-process engine, a `Completion` leaves it out: when a completion ends by EOS and the last entry is
+   the EOS token (one of the `tokenizer`'s end-of-sequence strings; without a tokenizer, a special-looking
+   "<...>" token that the text does not end with), that entry is dropped, and its logprob stays in
+   `cumulative_logprob` (as in vLLM's and the in-process engine's sums). The completion's token count is then
+   the number of entries, so `len(completion.logprobs) == completion.num_tokens` always holds, while
+   `usage.num_generated_tokens` adds what the server counted: the EOS token, and on `testtime serve` every
+   candidate a strategy sampled. A count below the number of entries, or `token_ids` of another length, is
+   an `EngineError`.
 """
 
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Sequence
 
 from .._errors import EngineError, ValidationError, error_context
 from ._live import as_lists
-from ._prompt import encode_request
+from ._prompt import encode_request, eos_token_ids
 from ._remote import (
     DEFAULT_BACKOFF,
     DEFAULT_MAX_CONCURRENCY,
@@ -34,7 +52,15 @@ from ._remote import (
     normalize_base_urls,
 )
 from ._sampling import derive_seed
-from ._types import Completion, EngineUsage, Request, RequestOutput, SamplingParams
+from ._types import (
+    MAX_LOGPROBS,
+    Completion,
+    EngineUsage,
+    Request,
+    RequestOutput,
+    SamplingParams,
+    TokenLogprobs,
+)
 from .text_batch import TextLiveBatch
 
 __all__ = ["OpenAIEngine", "DEFAULT_BASE_URL", "ENDPOINTS"]
@@ -42,6 +68,7 @@ __all__ = ["OpenAIEngine", "DEFAULT_BASE_URL", "ENDPOINTS"]
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"  # `vllm serve` and `testtime serve` listen here by default
 ENDPOINTS = ("chat", "completions")
 SEED_BITS = 31  # llama.cpp takes uint32 seeds and some servers int32; 31 bits fit everywhere
+_SPECIAL = re.compile(r"<[^<>\s]+>")  # "<|im_end|>", "</s>", "<eos>", "<｜end▁of▁sentence｜>"
 
 
 def _load_tokenizer(tokenizer):
@@ -68,11 +95,13 @@ class OpenAIEngine:
         endpoint: "chat" (/chat/completions; the server applies its chat template) or "completions"
             (/completions; with `tokenizer`, we apply the template and send token ids, exact like in-process).
         tokenizer: A tokenizer object or name; needed for chat `messages` on the completions endpoint, and used
-            to count tokens when a server reports no usage.
+            to count tokens when a server reports no usage and to recognize the end-of-sequence token's
+            logprob entry exactly.
         vllm_extensions: Send vLLM's extra fields when a request needs them (`continue_final_message`,
             `include_stop_str_in_output`, `top_k`, `ignore_eos`, `return_token_ids`). vLLM and SGLang accept
             them; strict servers (api.openai.com) reject unknown fields, so set False there.
-        logprobs: Ask for the sampled tokens' logprobs and report their sum as `cumulative_logprob`.
+        logprobs: Ask for the sampled tokens' logprobs and report their sum as `cumulative_logprob` (requests
+            with `SamplingParams.logprobs` set get them, and per-token `Completion.logprobs`, either way).
         max_concurrency: HTTP requests in flight at once, over all servers.
         max_retries: Retries per request on 408/429/5xx, connection errors and timeouts (0 disables).
         timeout: Seconds per attempt.
@@ -107,6 +136,7 @@ class OpenAIEngine:
         self.base_urls = normalize_base_urls(base_url)
         self.endpoint = endpoint
         self.tokenizer = _load_tokenizer(tokenizer)
+        self._eos_strings = None if self.tokenizer is None else _eos_strings(self.tokenizer)
         self.vllm_extensions = vllm_extensions
         self.logprobs = logprobs
         self.extra_body = dict(extra_body or {})
@@ -223,7 +253,11 @@ class OpenAIEngine:
                 body["continue_final_message"] = True
                 body["add_generation_prompt"] = False
             body["messages"] = messages
-            if self.logprobs:
+            if p.logprobs is not None:
+                body["logprobs"] = True
+                # One more than asked: see point 4 of the module docstring (vLLM lists the sampled token first).
+                body["top_logprobs"] = p.logprobs + 1 if 0 < p.logprobs < MAX_LOGPROBS else p.logprobs
+            elif self.logprobs:
                 body["logprobs"] = True
             path = "/chat/completions"
         else:
@@ -241,8 +275,9 @@ class OpenAIEngine:
                     "(a name or object) or use endpoint='chat'.",
                     parameter="tokenizer",
                 )
-            if self.logprobs:
-                body["logprobs"] = 1  # the sampled token's logprob comes with the top-1
+            if p.logprobs is not None or self.logprobs:
+                # The sampled token's logprob comes with the top-1; some servers read 0 as "no logprobs".
+                body["logprobs"] = max(p.logprobs or 0, 1)
             path = "/completions"
         body.update(self.extra_body)
         return path, body, prompt_ids
@@ -250,34 +285,40 @@ class OpenAIEngine:
     async def _one(self, i: int, j: int, path: str, body: dict, prompt_ids, p: SamplingParams, bar) -> tuple[Completion, int]:
         with error_context(f"request {i}"):
             url, data = await self.client.post(path, body)
-            completion, prompt_tokens = self._parse(url + path, data, p, j, prompt_ids)
+            completion, prompt_tokens, generated = self._parse(url + path, data, p, j, prompt_ids)
         self.usage.num_prefill_tokens += prompt_tokens
-        self.usage.num_generated_tokens += completion.num_tokens
+        self.usage.num_generated_tokens += generated
         if bar is not None:
             bar.update(1)
         return completion, prompt_tokens
 
-    def _parse(self, where: str, data: dict, p: SamplingParams, index: int, prompt_ids) -> tuple[Completion, int]:
+    def _parse(self, where: str, data: dict, p: SamplingParams, index: int, prompt_ids) -> tuple[Completion, int, int]:
+        """(completion, prompt tokens, generated tokens the server counted) from one response body."""
         choices = data.get("choices")
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             raise EngineError(f"OpenAIEngine: {where} answered without `choices`: {str(data)[:160]}")
         choice = choices[0]
         if self.endpoint == "chat":
             text = (choice.get("message") or {}).get("content") or ""
-            lp = (choice.get("logprobs") or {}).get("content")
-            logprobs = [t.get("logprob") for t in lp] if isinstance(lp, list) else None
         else:
             text = choice.get("text") or ""
-            logprobs = (choice.get("logprobs") or {}).get("token_logprobs")
         token_ids = choice.get("token_ids") if isinstance(choice.get("token_ids"), list) else None
         finish, stop_reason = _finish(where, choice, p)
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
-        num_tokens = usage.get("completion_tokens")
-        if num_tokens is None:
-            num_tokens = self._count(where, text, token_ids, logprobs)
         prompt_tokens = usage.get("prompt_tokens")
         if prompt_tokens is None:
             prompt_tokens = len(prompt_ids) if prompt_ids is not None else 0
+        if p.logprobs is not None:
+            completion, generated = self._logprobs_completion(where, choice, text, token_ids, finish, stop_reason, usage, p, index)
+            return completion, int(prompt_tokens), generated
+        if self.endpoint == "chat":
+            lp = (choice.get("logprobs") or {}).get("content")
+            logprobs = [t.get("logprob") for t in lp] if isinstance(lp, list) else None
+        else:
+            logprobs = (choice.get("logprobs") or {}).get("token_logprobs")
+        num_tokens = usage.get("completion_tokens")
+        if num_tokens is None:
+            num_tokens = self._count(where, text, token_ids, logprobs)
         cumulative = None
         if self.logprobs and isinstance(logprobs, list) and all(isinstance(x, (int, float)) for x in logprobs):
             cumulative = float(sum(logprobs))
@@ -290,7 +331,49 @@ class OpenAIEngine:
             stop_reason=stop_reason,
             num_generated_tokens=None if token_ids is not None and len(token_ids) == num_tokens else int(num_tokens),
         )
-        return completion, int(prompt_tokens)
+        return completion, int(prompt_tokens), int(num_tokens)
+
+    def _logprobs_completion(
+        self, where: str, choice: dict, text: str, token_ids: list | None, finish: str, stop_reason: str | None, usage: dict, p: SamplingParams, index: int
+    ) -> tuple[Completion, int]:
+        """The completion with per-token logprobs (module docstring, point 4), and the tokens the server counted."""
+        parse = _chat_logprobs if self.endpoint == "chat" else _completions_logprobs
+        tokens, values, tops = parse(where, choice.get("logprobs"), p.logprobs)
+        num_entries = len(values)
+        if token_ids is not None and len(token_ids) != num_entries:
+            raise _malformed(where, "choices[0].token_ids", f"holds {len(token_ids)} ids for {num_entries} logprob entries")
+        cumulative = float(sum(values))  # the EOS entry, if any, stays in the sum
+        if finish == "eos" and tokens and self._is_eos(tokens[-1], text):
+            tokens, values, tops = tokens[:-1], values[:-1], tops[:-1]
+            token_ids = None if token_ids is None else token_ids[:-1]
+        counted = usage.get("completion_tokens")
+        if counted is not None and (isinstance(counted, bool) or not isinstance(counted, int) or counted < len(values)):
+            raise _malformed(where, "usage.completion_tokens", f"is {counted!r} for {len(values)} logprob entries")
+        k = p.logprobs
+        logprobs = TokenLogprobs(
+            logprobs=values,
+            tokens=list(tokens),
+            top_logprobs=[[v for _, v in top[:k]] for top in tops],
+            top_tokens=[[t for t, _ in top[:k]] for top in tops],
+        )
+        completion = Completion(
+            index=index,
+            text=text,
+            token_ids=list(token_ids) if token_ids is not None else [],
+            cumulative_logprob=cumulative,
+            finish_reason=finish,
+            stop_reason=stop_reason,
+            num_generated_tokens=None if token_ids is not None else len(values),
+            logprobs=logprobs,
+        )
+        return completion, counted if counted is not None else num_entries
+
+    def _is_eos(self, token: str, text: str) -> bool:
+        """Whether a completion's last logprob entry is the end-of-sequence token that ended it (vLLM and SGLang
+        return one; its string is not part of the text)."""
+        if self._eos_strings is not None:
+            return token in self._eos_strings
+        return _SPECIAL.fullmatch(token) is not None and not text.endswith(token)
 
     def _count(self, where: str, text: str, token_ids, logprobs) -> int:
         if token_ids is not None:
@@ -300,6 +383,84 @@ class OpenAIEngine:
         if self.tokenizer is not None:
             return len(self.tokenizer(text, add_special_tokens=False).input_ids)
         raise EngineError(f"OpenAIEngine: {where} reported no `usage`; pass `tokenizer=` so tokens can be counted here")
+
+
+def _eos_strings(tokenizer) -> frozenset[str]:
+    """The end-of-sequence tokens' strings as servers print them in logprobs (decoded one id at a time)."""
+    strings = {tokenizer.decode([i]) for i in eos_token_ids(tokenizer)}
+    if isinstance(getattr(tokenizer, "eos_token", None), str):
+        strings.add(tokenizer.eos_token)
+    return frozenset(s for s in strings if s)
+
+
+def _malformed(where: str, field: str, problem: str) -> EngineError:
+    return EngineError(
+        f"OpenAIEngine: {where} answered with malformed logprobs: `{field}` {problem}; the request asked for per-token "
+        "logprobs, so use a server that returns them in OpenAI's format (vLLM, SGLang, OpenAI)"
+    )
+
+
+def _number(where: str, field: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _malformed(where, field, f"is {str(value)[:40]!r}, not a number")
+    return float(value)
+
+
+def _top(pairs: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    """Descending by logprob; equal values keep the server's order."""
+    return sorted(pairs, key=lambda t: -t[1])
+
+
+def _chat_logprobs(where: str, logprobs, k: int) -> tuple[list[str], list[float], list[list[tuple[str, float]]]]:
+    """(tokens, logprobs, top (token, logprob) pairs descending) from a chat choice's
+    `logprobs = {"content": [{"token", "logprob", "bytes", "top_logprobs": [{"token", "logprob", "bytes"}]}]}`."""
+    content = logprobs.get("content") if isinstance(logprobs, dict) else None
+    if not isinstance(content, list):
+        got = "is missing" if logprobs is None or content is None else f"is a {type(content).__name__}, not a list"
+        raise _malformed(where, "choices[0].logprobs.content", got)
+    tokens, values, tops = [], [], []
+    for t, entry in enumerate(content):
+        field = f"choices[0].logprobs.content[{t}]"
+        if not isinstance(entry, dict) or not isinstance(entry.get("token"), str):
+            raise _malformed(where, f"{field}.token", "is not a string")
+        tokens.append(entry["token"])
+        values.append(_number(where, f"{field}.logprob", entry.get("logprob")))
+        raw = entry.get("top_logprobs")
+        if raw is None and k == 0:
+            raw = []
+        if not isinstance(raw, list):
+            raise _malformed(where, f"{field}.top_logprobs", f"is {str(raw)[:40]!r}, not a list")
+        pairs = []
+        for r, top in enumerate(raw):
+            if not isinstance(top, dict) or not isinstance(top.get("token"), str):
+                raise _malformed(where, f"{field}.top_logprobs[{r}].token", "is not a string")
+            pairs.append((top["token"], _number(where, f"{field}.top_logprobs[{r}].logprob", top.get("logprob"))))
+        tops.append(_top(pairs))
+    return tokens, values, tops
+
+
+def _completions_logprobs(where: str, logprobs, k: int) -> tuple[list[str], list[float], list[list[tuple[str, float]]]]:
+    """The same from a completions choice's legacy `logprobs = {"tokens", "token_logprobs", "top_logprobs":
+    [{token: logprob}], "text_offset"}` (a top dict holds the sampled token too, in no particular order)."""
+    if not isinstance(logprobs, dict):
+        raise _malformed(where, "choices[0].logprobs", "is missing" if logprobs is None else "is not an object")
+    tokens, values, tops = logprobs.get("tokens"), logprobs.get("token_logprobs"), logprobs.get("top_logprobs")
+    if tops is None and k == 0 and isinstance(tokens, list):
+        tops = [{}] * len(tokens)
+    for name, column in (("tokens", tokens), ("token_logprobs", values), ("top_logprobs", tops)):
+        if not isinstance(column, list):
+            raise _malformed(where, f"choices[0].logprobs.{name}", "is missing" if column is None else "is not a list")
+    if not len(tokens) == len(values) == len(tops):
+        raise _malformed(where, "choices[0].logprobs", f"has {len(tokens)} tokens, {len(values)} token_logprobs and {len(tops)} top_logprobs")
+    out_values, out_tops = [], []
+    for t, (token, value, top) in enumerate(zip(tokens, values, tops, strict=True)):
+        if not isinstance(token, str):
+            raise _malformed(where, f"choices[0].logprobs.tokens[{t}]", "is not a string")
+        out_values.append(_number(where, f"choices[0].logprobs.token_logprobs[{t}]", value))
+        if not isinstance(top, dict):
+            raise _malformed(where, f"choices[0].logprobs.top_logprobs[{t}]", f"is {str(top)[:40]!r}, not an object")
+        out_tops.append(_top([(s, _number(where, f"choices[0].logprobs.top_logprobs[{t}][{s!r}]", v)) for s, v in top.items()]))
+    return list(tokens), out_values, out_tops
 
 
 def _finish(where: str, choice: dict, p: SamplingParams) -> tuple[str, str | None]:

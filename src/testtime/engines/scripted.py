@@ -9,17 +9,32 @@ character by default so token counts in tests are easy to reason about.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from ._detok import find_stop
 from ._live import as_lists
-from ._types import Completion, EngineUsage, Request, RequestOutput, SamplingParams
+from ._types import Completion, EngineUsage, Request, RequestOutput, SamplingParams, TokenLogprobs
 from .text_batch import TextLiveBatch
 
-__all__ = ["ScriptedEngine", "Handler"]
+__all__ = ["ScriptedEngine", "Handler", "Scripted"]
 
-Handler = Callable[[Request, SamplingParams, int], str]
+
+@dataclass
+class Scripted:
+    """A handler's answer with the log-probabilities the "model" gives its tokens (one entry per token)."""
+
+    text: str = ""
+    logprobs: list[float] = field(default_factory=list)
+    """The sampled token's logprob, per token; missing entries are 0.0."""
+    top_logprobs: list[list[float]] = field(default_factory=list)
+    """The top logprobs at each token, descending; a request for k gets the first k (missing: the sampled
+    token's logprob repeated)."""
+
+
+Handler = Callable[[Request, SamplingParams, int], "str | Scripted"]
 """handler(request, params, index) -> the full continuation after `request.partial`, ending where the model
-would emit end-of-sequence. `params.seed` is the completion's own seed (distinct per index and per advance)."""
+would emit end-of-sequence, as text or as `Scripted` (text with per-token logprobs). `params.seed` is the
+completion's own seed (distinct per index and per advance)."""
 
 
 class ScriptedEngine:
@@ -45,7 +60,9 @@ class ScriptedEngine:
         return len(self.tokenize(text + request.partial))
 
     def _complete(self, request: Request, params: SamplingParams, index: int) -> Completion:
-        tokens = list(self.tokenize(self.handler(request, params, index)))
+        answer = self.handler(request, params, index)
+        script = answer if isinstance(answer, Scripted) else Scripted(text=answer)
+        tokens = list(self.tokenize(script.text))
         finish, stop_reason, text = "eos", None, "".join(tokens)
         if params.max_tokens < len(tokens):
             tokens, finish = tokens[: params.max_tokens], "length"
@@ -64,7 +81,13 @@ class ScriptedEngine:
                         break
                 tokens, finish, stop_reason = kept, "stop", stop
                 text = "".join(tokens)[: end if params.include_stop_str_in_output else at]
-        return Completion(index=index, text=text, finish_reason=finish, stop_reason=stop_reason, num_generated_tokens=len(tokens), cumulative_logprob=0.0)
+        lps = [script.logprobs[t] if t < len(script.logprobs) else 0.0 for t in range(len(tokens))]
+        logprobs = None
+        if params.logprobs is not None:
+            k = params.logprobs
+            tops = [(script.top_logprobs[t] if t < len(script.top_logprobs) else [lps[t]] * k)[:k] for t in range(len(tokens))]
+            logprobs = TokenLogprobs(logprobs=lps, tokens=list(tokens), top_logprobs=tops, top_tokens=[[f"t{j}" for j in range(len(v))] for v in tops])
+        return Completion(index=index, text=text, finish_reason=finish, stop_reason=stop_reason, num_generated_tokens=len(tokens), cumulative_logprob=sum(lps), logprobs=logprobs)
 
     def generate(self, requests, params=None, *, use_tqdm: bool = False) -> list[RequestOutput]:
         reqs, plist = as_lists(requests, params)

@@ -12,11 +12,12 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from .._errors import ValidationError
-from ._live import as_lists
+from .._errors import EngineError, ValidationError
+from ._confidence import ConfidenceStop, token_confidence
+from ._live import as_lists, check_first_index, confidence_windows
 from ._protocol import StepOutput
 from ._sampling import derive_seed
-from ._types import Completion, EngineUsage, Request, SamplingParams
+from ._types import Completion, EngineUsage, Request, SamplingParams, TokenLogprobs
 
 __all__ = ["TextLiveBatch"]
 
@@ -36,16 +37,26 @@ class _TextRow:
     stop_reason: str | None = None
     stop_index: int | None = None
     num_forks: int = 0
+    logprobs: TokenLogprobs | None = None  # when params.logprobs asks for them
 
     def fork(self) -> _TextRow:
         self.num_forks += 1
         seed = derive_seed(self.seed, self.num_tokens, self.num_forks)
         token_ids = None if self.token_ids is None else list(self.token_ids)
-        return replace(self, seed=seed, token_ids=token_ids, num_forks=0)
+        logprobs = None if self.logprobs is None else self.logprobs.copy()
+        return replace(self, seed=seed, token_ids=token_ids, num_forks=0, logprobs=logprobs)
+
+
+DEFAULT_CONFIDENCE_CHUNK = 16
+"""Tokens per continuation request while a `confidence_stop` watches a row: a row that drops below its
+threshold runs on to the end of its chunk (those tokens are generated and counted), so smaller chunks stop
+closer to the drop for more requests."""
 
 
 class TextLiveBatch:
     """`LiveBatch` over any engine's `generate` with partial-answer continuation."""
+
+    confidence_chunk: int = DEFAULT_CONFIDENCE_CHUNK
 
     def __init__(self, engine, requests=(), params=None) -> None:
         self.engine = engine
@@ -66,13 +77,15 @@ class TextLiveBatch:
 
     supports_add = True
 
-    def add(self, requests, params=None) -> None:
+    def add(self, requests, params=None, *, first_index: int = 0) -> None:
         reqs, plist = as_lists(requests, params)
+        check_first_index(first_index)
         for i, (req, p) in enumerate(zip(reqs, plist)):
             seed = p.seed if p.seed is not None else self._seeds.getrandbits(63)
-            for j in range(p.n):
+            for j in range(first_index, first_index + p.n):
                 ids = [] if req.partial_token_ids is not None or not req.partial else None
-                self.rows.append(_TextRow(self._num_requests + i, req, p, derive_seed(seed, j), index=j, token_ids=ids))
+                lp = None if p.logprobs is None else TokenLogprobs(kl_from_uniform=[])
+                self.rows.append(_TextRow(self._num_requests + i, req, p, derive_seed(seed, j), index=j, token_ids=ids, logprobs=lp))
         self._num_requests += len(reqs)
 
     def reorder(self, rows: Sequence[int]) -> None:
@@ -87,16 +100,44 @@ class TextLiveBatch:
             seen.add(r)
         self.rows = new_rows
 
-    def advance(self, max_tokens: int | None = None, *, stop: Sequence[str] = ()) -> list[StepOutput]:
+    def advance(self, max_tokens: int | None = None, *, stop: Sequence[str] = (), confidence_stop: ConfidenceStop | None = None) -> list[StepOutput]:
         if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
             raise ValidationError(f"`max_tokens` must be an integer >= 1 or None, got {max_tokens!r}.", parameter="max_tokens", value=max_tokens)
         stop = list(stop)
+        windows = confidence_windows(self.rows, confidence_stop)
         out = [StepOutput(reason=r.finish_reason) for r in self.rows]
-        live = [b for b, r in enumerate(self.rows) if r.finish_reason is None]
-        if not live:
-            return out
+        going = [b for b, r in enumerate(self.rows) if r.finish_reason is None]
+        while going:
+            # A row whose confidence is checked goes `confidence_chunk` tokens per request, then is checked token
+            # by token over what came back; the others go in one request.
+            limits = []
+            for b in going:
+                left = None if max_tokens is None else max_tokens - out[b].num_tokens
+                if windows[b] is not None:
+                    left = self.confidence_chunk if left is None else min(left, self.confidence_chunk)
+                limits.append(left)
+            steps = self._advance_once(going, limits, stop)
+            again = []
+            for b, step, asked in zip(going, steps, limits):
+                o, row = out[b], self.rows[b]
+                o.text += step.text
+                o.num_tokens += step.num_tokens
+                o.reason = step.reason
+                if windows[b] is not None and not step.finished and step.num_tokens:
+                    for top in row.logprobs.top_logprobs[len(row.logprobs) - step.num_tokens :]:
+                        windows[b].push(token_confidence(top))
+                        if windows[b].full and windows[b].mean < confidence_stop.thresholds[b]:
+                            o.reason = "confidence"
+                            break
+                if o.reason == "limit" and (max_tokens is None or o.num_tokens < max_tokens):
+                    again.append(b)  # only the chunk ended
+            going = again
+        return out
+
+    def _advance_once(self, rows: list[int], limits: list[int | None], stop: list[str]) -> list[StepOutput]:
+        """One continuation request per row in `rows`, each for at most its `limits` tokens (None: to the end)."""
         requests, params = [], []
-        for b in live:
+        for b, limit in zip(rows, limits):
             row = self.rows[b]
             req = row.request
             ids = None if row.token_ids is None else list(req.partial_token_ids or []) + row.token_ids
@@ -106,15 +147,16 @@ class TextLiveBatch:
                 replace(
                     row.params,
                     n=1,
-                    max_tokens=min(remaining, max_tokens) if max_tokens is not None else remaining,
+                    max_tokens=min(remaining, limit) if limit is not None else remaining,
                     stop=[*row.params.stop, *[s for s in stop if s not in row.params.stop]],
                     include_stop_str_in_output=True,
                     seed=derive_seed(row.seed, row.num_tokens),
                 )
             )
         results = self.engine.generate(requests, params)
-        for b, res, p in zip(live, results, params):
-            self._apply(self.rows[b], out[b], res.completions[0], p.max_tokens)
+        out = [StepOutput() for _ in rows]
+        for b, o, res, p in zip(rows, out, results, params):
+            self._apply(self.rows[b], o, res.completions[0], p.max_tokens)
         return out
 
     def _apply(self, row: _TextRow, o: StepOutput, c: Completion, asked: int) -> None:
@@ -127,6 +169,11 @@ class TextLiveBatch:
             row.cumulative_logprob += c.cumulative_logprob
         else:
             row.cumulative_logprob = None
+        if row.logprobs is not None:
+            if c.logprobs is None or len(c.logprobs) != c.num_tokens:
+                got = "none" if c.logprobs is None else f"{len(c.logprobs)} for {c.num_tokens} tokens"
+                raise EngineError(f"{self.engine!r} was asked for logprobs and returned {got}; use a server that returns per-token logprobs.")
+            row.logprobs.extend(c.logprobs)
         o.text, o.num_tokens = c.text, c.num_tokens
         if c.finish_reason == "stop" and c.stop_reason in row.params.stop:
             row.finish_reason = o.reason = "stop"
@@ -157,6 +204,7 @@ class TextLiveBatch:
             finish_reason=r.finish_reason,
             stop_reason=r.stop_reason,
             num_generated_tokens=None if r.token_ids is not None else r.num_tokens,
+            logprobs=None if r.logprobs is None else r.logprobs.copy(),
         )
 
     def is_finished(self, row: int) -> bool:

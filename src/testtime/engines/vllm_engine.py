@@ -9,6 +9,13 @@ step), and the shared prefixes it re-sends are served from vLLM's prefix cache, 
 As in `OpenAIEngine`, a request with n completions becomes n vLLM requests seeded derive_seed(seed, i), so
 completion i does not depend on n; prefix caching computes their common prompt once.
 
+Logprobs: `SamplingParams.logprobs = k` becomes vLLM's `logprobs=k`. vLLM answers, per generated token, a dict
+{token id: Logprob(logprob, rank, decoded_token)} holding the top k *and* the sampled token (k + 1 entries when
+it is not among them), sampled token first; we read the sampled token's logprob from it and keep the k entries
+of rank 1..k, descending. vLLM's `token_ids` end with the end-of-sequence token when one ended the completion
+(its text does not show it); like the in-process engine, a `Completion` leaves that token out of `token_ids`
+and `logprobs` (it is still counted in `usage` and its logprob stays in `cumulative_logprob`).
+
 Honest status: written against vLLM's documented API (`LLM(...)`, `LLM.generate`, `SamplingParams`,
 `RequestOutput`/`CompletionOutput`) and unit-tested with a fake `vllm` module (tests/test_vllm_engine.py).
 It has not been run on a GPU with a real vLLM in this repository.
@@ -21,9 +28,9 @@ from collections.abc import Sequence
 
 from .._errors import EngineError, MissingDependencyError, ValidationError
 from ._live import as_lists
-from ._prompt import encode_request
+from ._prompt import encode_request, eos_token_ids
 from ._sampling import derive_seed
-from ._types import Completion, EngineUsage, Request, RequestOutput, SamplingParams
+from ._types import Completion, EngineUsage, Request, RequestOutput, SamplingParams, TokenLogprobs
 from .text_batch import TextLiveBatch
 
 __all__ = ["VLLMEngine", "DEFAULT_GPU_MEMORY_UTILIZATION"]
@@ -50,7 +57,8 @@ class VLLMEngine:
         max_model_len: Context length; None takes the model's.
         dtype: "auto", "bfloat16", "float16", ...
         seed: Seeds completions whose `SamplingParams.seed` is None (and vLLM's own generator).
-        logprobs: Ask vLLM for the sampled tokens' logprobs, so `cumulative_logprob` is filled in.
+        logprobs: Ask vLLM for the sampled tokens' logprobs, so `cumulative_logprob` is filled in (requests with
+            `SamplingParams.logprobs` set ask for theirs, and get per-token `Completion.logprobs`, either way).
         llm_kwargs: Anything else for `vllm.LLM(...)` (e.g. {"enforce_eager": True, "quantization": "awq"}).
     """
 
@@ -99,6 +107,7 @@ class VLLMEngine:
             raise EngineError(f"vLLM could not load model {model!r}: {first}") from None
         self.model_name = model
         self.tokenizer = self.llm.get_tokenizer()
+        self.eos_ids = eos_token_ids(self.tokenizer)
         self.logprobs = logprobs
         self.usage = EngineUsage()
         self.seed = seed
@@ -134,7 +143,7 @@ class VLLMEngine:
         outputs = [RequestOutput(completions=[Completion() for _ in range(p.n)], num_prompt_tokens=n) for p, n in zip(plist, prompt_lens, strict=True)]
         for (i, j), res in zip(where, results, strict=True):
             out = res.outputs[0]
-            outputs[i].completions[j] = _completion(out, j, plist[i])
+            outputs[i].completions[j] = _completion(out, j, plist[i], self.eos_ids)
             # Prompt tokens served from the prefix cache are not recomputed; count only the rest.
             cached = getattr(res, "num_cached_tokens", None) or 0
             self.usage.num_prefill_tokens += max(0, len(res.prompt_token_ids or ()) - cached)
@@ -160,13 +169,14 @@ class VLLMEngine:
             stop=list(p.stop) or None,
             include_stop_str_in_output=p.include_stop_str_in_output,
             ignore_eos=p.ignore_eos,
-            logprobs=0 if self.logprobs else None,  # 0: only the sampled token's logprob, for cumulative_logprob
+            # 0: only the sampled token's logprob (vLLM then fills cumulative_logprob)
+            logprobs=p.logprobs if p.logprobs is not None else (0 if self.logprobs else None),
         )
 
 
-def _completion(out, index: int, p: SamplingParams) -> Completion:
+def _completion(out, index: int, p: SamplingParams, eos_ids: set[int]) -> Completion:
     """Map a vLLM `CompletionOutput`: finish "stop" with a string `stop_reason` is a stop string; "stop" with
-    None (EOS) or a token id (stop_token_ids) is end-of-sequence."""
+    None (EOS) or a token id (stop_token_ids) is end-of-sequence, and that last token is left out."""
     if out.finish_reason == "length":
         finish, stop_reason = "length", None
     elif out.finish_reason == "stop":
@@ -176,11 +186,36 @@ def _completion(out, index: int, p: SamplingParams) -> Completion:
             finish, stop_reason = "eos", None
     else:
         raise EngineError(f"vLLM ended a completion with finish_reason {out.finish_reason!r}; expected 'stop' or 'length'")
+    token_ids = list(out.token_ids)
+    positions = out.logprobs if p.logprobs is not None else None
+    if p.logprobs is not None and (positions is None or len(positions) != len(token_ids)):
+        got = "no logprobs" if positions is None else f"logprobs for {len(positions)} positions"
+        raise EngineError(f"vLLM returned {got} for a completion of {len(token_ids)} tokens (asked for logprobs={p.logprobs}); check the vLLM version's `CompletionOutput.logprobs`")
+    if finish == "eos" and token_ids and (token_ids[-1] == out.stop_reason or token_ids[-1] in eos_ids):
+        token_ids = token_ids[:-1]
+        positions = None if positions is None else positions[:-1]
     return Completion(
         index=index,
         text=out.text,
-        token_ids=list(out.token_ids),
+        token_ids=token_ids,
         cumulative_logprob=out.cumulative_logprob,
         finish_reason=finish,
         stop_reason=stop_reason,
+        logprobs=None if positions is None else _token_logprobs(token_ids, positions, p.logprobs),
     )
+
+
+def _token_logprobs(token_ids: list[int], positions, k: int) -> TokenLogprobs:
+    """`TokenLogprobs` from vLLM's per-position {token id: Logprob} dicts: the sampled token's entry, and the k
+    largest entries, descending (the dict holds the sampled token too, with its true rank, which may be > k)."""
+    out = TokenLogprobs()
+    for t, (tok, entries) in enumerate(zip(token_ids, positions, strict=True)):
+        if not entries or tok not in entries:
+            raise EngineError(f"vLLM's logprobs for token {t} do not hold the sampled token {tok}; check the vLLM version's `CompletionOutput.logprobs`")
+        out.logprobs.append(float(entries[tok].logprob))
+        out.tokens.append(tok)
+        # The k largest; ties by vLLM's rank (a sampled token outside the top k may tie with the k-th), then id.
+        top = sorted(entries.items(), key=lambda e: (-e[1].logprob, e[1].rank if e[1].rank is not None else 0, e[0]))[:k]
+        out.top_logprobs.append([float(lp.logprob) for _, lp in top])
+        out.top_tokens.append([tid for tid, _ in top])
+    return out

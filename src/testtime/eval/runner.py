@@ -23,8 +23,9 @@ from pathlib import Path
 from .._errors import DataError, ValidationError, check
 from ..engines import SamplingParams
 from ..grading import is_equiv
-from ..scorers import load_scorer
+from ..scorers import ConfidenceTrace, load_scorer
 from ..strategies import SamplingStrategy, SolveResult, Strategy, get_strategy
+from ..strategies._base import with_logprobs
 from ..tasks import Problem, load_task
 from ._identity import differing_setting
 from ._metrics import SummaryRow, format_table, summarize
@@ -155,7 +156,7 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 def _candidate_dict(c, gold: str | None) -> dict:
-    return {
+    row = {
         "text": c.text,
         "answer": c.answer,
         "correct": None if gold is None else (c.answer is not None and is_equiv(gold, c.answer)),
@@ -164,6 +165,10 @@ def _candidate_dict(c, gold: str | None) -> dict:
         "score": c.score,
         "scores": c.scores,
     }
+    if c.logprobs is not None:
+        # Per-token logprob, token confidence and self-certainty: every confidence rule can be replayed offline.
+        row["trace"] = ConfidenceTrace.from_logprobs(c.logprobs).to_dict()
+    return row
 
 
 def _at(result: SolveResult, gold: str | None, *, cands: list[dict], n: int, wall: float, gen: int, compute: int) -> dict:
@@ -227,6 +232,8 @@ def _solve_rows(strat: Strategy, problems: list[Problem], ns: list[int], seed: i
             per_problem[p.id][str(n)] = _at(res, p.answer, cands=cands, n=len(cands), wall=u.wall_time, gen=u.num_generated_tokens, compute=u.num_compute_tokens)
             if n != budgets[-1]:
                 per_problem[p.id][str(n)]["candidates"] = cands
+            if res.details:
+                per_problem[p.id][str(n)]["details"] = res.details
             if p.id in choices:
                 per_problem[p.id][str(n)]["choice"] = {k: v for k, v in choices[p.id].items() if k not in ("problem_id", "n")}
             last[p.id] = res
@@ -295,7 +302,9 @@ def run_eval(
                 rows: list[dict] = []
                 if any(s.name in todo for s in shared):
                     needs = any(s.needs_scorer for s in shared)
-                    sampled = shared[0].sample(probs, max(config.n), scorer=scorer if needs else None)
+                    # One generation for all of them, asking for the most logprobs any of them reads.
+                    k = max((s.sampling.logprobs for s in shared if s.sampling.logprobs is not None), default=None)
+                    sampled = shared[0].sample(probs, max(config.n), scorer=scorer if needs else None, sampling=with_logprobs(shared[0].sampling, k))
                     rows += _sampling_rows(shared, sampled, probs, config.n, seed)
                 for strat in others:
                     if strat.name in todo:

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
 from .._errors import ValidationError
+from ..engines import TokenLogprobs
 
-__all__ = ["ScoreRequest", "Scorer", "ScorerUsage", "Reduction", "REDUCTIONS", "reduce_scores", "split_steps", "STEP_SEPARATOR"]
+__all__ = ["LogprobScorer", "ScoreRequest", "Scorer", "ScorerUsage", "Reduction", "REDUCTIONS", "reduce_scores", "split_steps", "STEP_SEPARATOR"]
 
 STEP_SEPARATOR = "\n\n"
 
@@ -37,6 +38,9 @@ class ScoreRequest:
     messages: list[dict[str, str]] | None = None
     """The chat prompt the generator answered (system, few-shot, question). Scorers built on the generator's
     own hidden states read it to see exactly what the generator saw; other scorers use `question`."""
+    logprobs: list[TokenLogprobs | None] | None = None
+    """Per candidate, the generator's per-token logprobs (when the engine returned them). Confidence scorers
+    read only these; other scorers ignore them."""
 
 
 @dataclass
@@ -65,6 +69,16 @@ class Scorer(Protocol):
     def score(self, requests: ScoreRequest | Sequence[ScoreRequest]) -> list[list[list[float]]]:
         """Per request, per candidate, the list of step scores (in [0, 1], higher is better). Input order."""
         ...
+
+
+@runtime_checkable
+class LogprobScorer(Protocol):
+    """A scorer that reads the candidates' per-token logprobs (the confidence family): strategies ask the
+    engine for `num_logprobs` top logprobs per token and pass them in `ScoreRequest.logprobs`."""
+
+    num_logprobs: int
+
+    def score(self, requests: ScoreRequest | Sequence[ScoreRequest]) -> list[list[list[float]]]: ...
 
 
 def as_request_list(requests: ScoreRequest | Sequence[ScoreRequest]) -> list[ScoreRequest]:

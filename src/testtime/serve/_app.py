@@ -144,7 +144,7 @@ def create_app(engine, scorer=None, config: ServeConfig | None = None):
         problem_id = f"seed-{req.seed}" if req.seed is not None else f"req-{uuid.uuid4().hex}"
         problem = Problem(id=problem_id, question=req.question, messages=req.messages, last_number_fallback=config.last_number_fallback)
         loop = asyncio.get_running_loop()
-        job = Job(problem=problem, strategy=req.strategy, budget=req.budget, sampling=req.sampling, future=loop.create_future(), loop=loop)
+        job = Job(problem=problem, strategy=req.strategy, budget=req.budget, sampling=req.sampling, future=loop.create_future(), loop=loop, partial=req.partial)
         admitted["n"] += 1
         try:
             result = await batcher.submit(job)

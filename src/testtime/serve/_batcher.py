@@ -11,6 +11,13 @@ No state is shared between requests: each group gets fresh strategy objects, eac
 seed (per-problem seeds make a seeded request's candidates independent of who shares its batch; see
 `strategies.problem_seed`). If a group fails, each of its jobs is retried alone, so one bad request (say, a
 prompt over the context length) gets its error and the others their answers.
+
+Continuations (`Job.partial`, vLLM's `continue_final_message`) are single samples that start from a partial
+answer, which `solve` cannot express: all of a batch's continuations go to the engine in one `generate` call,
+each as `Request(messages, partial=...)` with its own sampling and the seed its strategy would use for the
+same problem (`problem_seed(0, problem id)`, completion 0), then become a one-candidate `SolveResult` that the
+strategy's `choose` selects from. Requests asking for logprobs get the reply's token ids turned into strings
+here, on the thread that owns the engine and its tokenizer.
 """
 
 from __future__ import annotations
@@ -20,12 +27,15 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
-from .._errors import EngineError, TesttimeError
-from ..engines import SamplingParams
-from ..strategies import SolveResult, get_strategy
+from .._errors import EngineError, TesttimeError, ValidationError
+from ..engines import Request, SamplingParams
+from ..strategies import SolveResult, get_strategy, problem_seed
+from ..strategies._base import split_usage, to_candidate
 from ..tasks import Problem
+from ._logprobs import chosen, with_token_strings
 
 __all__ = ["Batcher", "Job", "ShuttingDown", "CLOSE_JOIN_S"]
 
@@ -48,6 +58,8 @@ class Job:
     sampling: SamplingParams
     future: asyncio.Future = field(repr=False)
     loop: asyncio.AbstractEventLoop = field(repr=False)
+    partial: str | None = None
+    """The assistant answer to continue (one sample, `budget` 1); None runs the strategy."""
 
     def group_key(self) -> tuple:
         """Jobs with equal keys can share one `solve` call: same strategy, budget and every sampling field."""
@@ -132,8 +144,11 @@ class Batcher:
 
     def _solve_batch(self, batch: list[Job]) -> None:
         groups: dict[tuple, list[list[Job]]] = {}
+        continuations = [job for job in batch if job.partial is not None and not job.future.done()]
+        if continuations:
+            self._solve_group(continuations, self._continue)
         for job in batch:
-            if job.future.done():  # cancelled while queued
+            if job.future.done() or job.partial is not None:  # cancelled while queued, or done above
                 continue
             # Split a group so problem ids are unique within one solve call (two requests with one seed).
             subgroups = groups.setdefault(job.group_key(), [])
@@ -145,15 +160,15 @@ class Batcher:
                 subgroups.append([job])
         for subgroups in groups.values():
             for jobs in subgroups:
-                self._solve_group(jobs)
+                self._solve_group(jobs, self._solve)
 
-    def _solve_group(self, jobs: list[Job]) -> None:
+    def _solve_group(self, jobs: list[Job], solve: Callable[[list[Job]], list[SolveResult]]) -> None:
         try:
-            results = self._solve(jobs)
+            results = [self._with_logprobs(job, res) for job, res in zip(jobs, solve(jobs), strict=True)]
         except Exception as exc:
             if len(jobs) > 1:
                 for job in jobs:  # isolate the failing request
-                    self._solve_group([job])
+                    self._solve_group([job], solve)
                 return
             if not isinstance(exc, TesttimeError):  # a bug, not bad input: keep its traceback in the log
                 log.exception("strategy %s failed", jobs[0].strategy)
@@ -169,6 +184,46 @@ class Batcher:
         strategy = cls(self.engine, self.scorer if cls.needs_scorer else None, sampling=first.sampling, seed=0, **extra)
         self.num_batches += 1
         return strategy.solve([j.problem for j in jobs], first.budget)
+
+    def _continue(self, jobs: list[Job]) -> list[SolveResult]:
+        """Continue each job's partial answer: one sample, in one `generate` call for all of them."""
+        t0 = time.perf_counter()
+        e0 = self.engine.usage.copy()
+        strategies = [get_strategy(j.strategy)(self.engine, None, sampling=j.sampling, seed=0) for j in jobs]
+        requests = [Request(messages=j.problem.chat(), partial=j.partial) for j in jobs]
+        # The sampling and seed the strategy's own `sample` would use (Greedy sets temperature 0 in its sampling).
+        params = [replace(s.sampling, n=1, seed=problem_seed(s.seed, j.problem.id)) for s, j in zip(strategies, jobs, strict=True)]
+        outputs = self.engine.generate(requests, params)
+        self.num_batches += 1
+        problems = [j.problem for j in jobs]
+        completions = [o.completions[0] for o in outputs]
+        usages = split_usage(
+            problems,
+            self.engine.usage - e0,
+            None,
+            time.perf_counter() - t0,
+            prompt_tokens=[o.num_prompt_tokens for o in outputs],
+            scored_chars=[0] * len(jobs),
+            generated=[c.num_tokens for c in completions],
+        )
+        return [
+            s.choose(SolveResult(problem_id=p.id, strategy=s.name, candidates=[to_candidate(p, c, 0)], usage=u))
+            for s, p, c, u in zip(strategies, problems, completions, usages, strict=True)
+        ]
+
+    def _with_logprobs(self, job: Job, result: SolveResult) -> SolveResult:
+        """`result` with the reply's logprob tokens as strings, when the job asked for logprobs."""
+        reply = chosen(result)
+        if job.sampling.logprobs is None or reply is None:
+            return result
+        if reply.logprobs is None:
+            raise ValidationError(
+                f"strategy {job.strategy!r} returned its answer without per-token logprobs on this engine ({self.engine!r}); "
+                "leave `logprobs` unset or use another strategy.",
+                parameter="logprobs",
+            )
+        reply.logprobs = with_token_strings(reply.logprobs, self.engine)
+        return result
 
     def _finish(self, job: Job, result=None, error: BaseException | None = None) -> None:
         self.num_jobs += 1

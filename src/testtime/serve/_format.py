@@ -2,7 +2,8 @@
 
 The official `openai` client parses these unchanged; what testtime adds lives under one extra key,
 `testtime` (strategy, budget, extracted answer, full usage and, on request, the candidates with their
-scores), which OpenAI's models keep as an extra field.
+scores), which OpenAI's models keep as an extra field. Each choice also carries vLLM's `stop_reason` (the stop
+string that ended the reply, null otherwise), which `OpenAIEngine` reads to tell a stop string from EOS.
 """
 
 from __future__ import annotations
@@ -11,19 +12,23 @@ import json
 from dataclasses import asdict
 
 from ..strategies import SolveResult
+from ._logprobs import chosen, logprobs_content, stop_reason
 from ._request import ChatRequest
 
 __all__ = ["completion_body", "stream_events", "error_body"]
 
 
-def _answer(result: SolveResult) -> tuple[str, str]:
-    """The reply text and its OpenAI finish_reason. When nothing could be selected (no candidate had an
-    extractable answer), the reply is candidate 0, what a single sample would have said."""
-    cands = result.candidates
-    chosen = cands[result.selected] if result.selected is not None else (cands[0] if cands else None)
-    if chosen is None:
-        return "", "stop"
-    return chosen.text, "length" if chosen.finish_reason == "length" else "stop"
+def _answer(result: SolveResult, req: ChatRequest) -> tuple[str, str, str | None, dict | None]:
+    """The reply text, its OpenAI finish_reason, vLLM's stop_reason and the logprobs object. When nothing could
+    be selected (no candidate had an extractable answer), the reply is candidate 0, what a single sample would
+    have said."""
+    reply = chosen(result)
+    if reply is None:
+        return "", "stop", None, None
+    k = req.sampling.logprobs
+    logprobs = logprobs_content(reply.logprobs, k) if k is not None and reply.logprobs is not None else None
+    finish = "length" if reply.finish_reason == "length" else "stop"
+    return reply.text, finish, stop_reason(reply, req.sampling), logprobs
 
 
 def _usage(result: SolveResult) -> dict:
@@ -59,30 +64,32 @@ def _extra(result: SolveResult, req: ChatRequest) -> dict:
 
 
 def completion_body(request_id: str, created: int, model: str, result: SolveResult, req: ChatRequest) -> dict:
-    text, finish = _answer(result)
+    text, finish, stop, logprobs = _answer(result, req)
+    choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish, "stop_reason": stop, "logprobs": logprobs}
     return {
         "id": request_id,
         "object": "chat.completion",
         "created": created,
         "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish, "logprobs": None}],
+        "choices": [choice],
         "usage": _usage(result),
         "testtime": _extra(result, req),
     }
 
 
 def stream_events(request_id: str, created: int, model: str, result: SolveResult, req: ChatRequest) -> list[bytes]:
-    """Server-sent events of the finished answer: role, content, finish reason, usage if asked, [DONE]."""
-    text, finish = _answer(result)
+    """Server-sent events of the finished answer: role, content (with its logprobs), finish reason, usage if
+    asked, [DONE]."""
+    text, finish, stop, logprobs = _answer(result, req)
     base = {"id": request_id, "object": "chat.completion.chunk", "created": created, "model": model}
 
-    def chunk(delta: dict, finish_reason, **more) -> dict:
-        return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}], **more}
+    def chunk(delta: dict, finish_reason, logprobs=None, choice_extra=None, **more) -> dict:
+        return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": logprobs, **(choice_extra or {})}], **more}
 
     events = [
         chunk({"role": "assistant", "content": ""}, None),
-        chunk({"content": text}, None),
-        chunk({}, finish, testtime=_extra(result, req)),
+        chunk({"content": text}, None, logprobs),
+        chunk({}, finish, choice_extra={"stop_reason": stop}, testtime=_extra(result, req)),
     ]
     if req.include_usage:
         events.append({**base, "choices": [], "usage": _usage(result)})

@@ -2,8 +2,15 @@
 
 Validation is by hand, not by a pydantic model, so each error names the field in OpenAI's error format
 (`param`) and says what is allowed, instead of a 422 listing pydantic's locations. Fields the service cannot
-honour (tools, logprobs, penalties...) are refused with 400 when set to anything but their default, never
+honour (tools, penalties, echo...) are refused with 400 when set to anything but their default, never
 silently ignored; fields that do not change the answer (`user`, `metadata`, ...) are accepted and ignored.
+
+`logprobs: true` (with `top_logprobs` 0..20) returns the reply's per-token logprobs in OpenAI's chat format.
+vLLM's continuation fields are accepted so `OpenAIEngine`'s live batch (every step-level strategy) can run
+against this service: `continue_final_message: true` with `add_generation_prompt: false` continues the last
+message, a partial assistant answer, and `include_stop_str_in_output` keeps a matched stop string. A
+continuation is one plain sample, so it needs budget 1 of a strategy that samples without a scorer (majority,
+greedy): `extra_body={"strategy": "majority", "budget": 1}`.
 
 Where the strategy and budget come from, first match wins:
     strategy: body `strategy` > header `X-Testtime-Strategy` > the server default.
@@ -19,8 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._errors import ValidationError
-from ..engines import SamplingParams
-from ..strategies import get_strategy
+from ..engines import MAX_LOGPROBS, SamplingParams
+from ..strategies import SamplingStrategy, get_strategy
 from ._config import ServeConfig
 
 __all__ = ["ChatRequest", "parse_chat_request", "ModelNotFound", "STRATEGY_HEADER", "BUDGET_HEADER"]
@@ -35,15 +42,13 @@ _UNSUPPORTED = {
     "functions": lambda v: not v,
     "tool_choice": lambda v: v in (None, "none"),
     "function_call": lambda v: v in (None, "none"),
-    "logprobs": lambda v: not v,
-    "top_logprobs": lambda v: v in (None, 0),
     "response_format": lambda v: v is None or (isinstance(v, dict) and v.get("type") == "text"),
     "presence_penalty": lambda v: v in (None, 0, 0.0),
     "frequency_penalty": lambda v: v in (None, 0, 0.0),
     "logit_bias": lambda v: not v,
     "audio": lambda v: v is None,
     "modalities": lambda v: v in (None, ["text"]),
-    "continue_final_message": lambda v: not v,
+    "echo": lambda v: not v,  # vLLM's: the answer would start with the last message
 }
 
 
@@ -56,7 +61,10 @@ class ChatRequest:
     """A validated chat request, ready for the batching queue."""
 
     messages: list[dict[str, str]] = field(default_factory=list)
-    """The conversation, roles normalized (developer -> system), text parts joined; ends with a user turn."""
+    """The conversation, roles normalized (developer -> system), text parts joined; ends with a user turn (a
+    continuation's partial assistant message is in `partial`)."""
+    partial: str | None = None
+    """The assistant answer to continue (`continue_final_message`); None for a fresh answer."""
     question: str = ""
     """The last user message: what scorers see as the problem."""
     strategy: str = "majority"
@@ -64,7 +72,8 @@ class ChatRequest:
     budget: int = 4
     """Candidates to sample, in [1, ServeConfig.max_budget]."""
     sampling: SamplingParams = field(default_factory=SamplingParams)
-    """Per-candidate sampling (n=1; the budget is separate)."""
+    """Per-candidate sampling (n=1; the budget is separate); `logprobs` is `top_logprobs` when the request asks
+    for logprobs, else None."""
     seed: int | None = None
     """The request's seed; None draws a fresh one (not reproducible)."""
     stream: bool = False
@@ -125,7 +134,7 @@ def _content(message: dict, k: int) -> str:
     raise _fail(f"`messages[{k}].content` must be a string or a list of text parts, got {type(content).__name__}.", f"messages[{k}].content")
 
 
-def _messages(body: Mapping, config: ServeConfig) -> list[dict[str, str]]:
+def _messages(body: Mapping, config: ServeConfig, *, continuing: bool) -> list[dict[str, str]]:
     raw = body.get("messages")
     if raw is None:
         raise _fail("`messages` is required: a list of {role, content} objects.", "messages")
@@ -139,8 +148,15 @@ def _messages(body: Mapping, config: ServeConfig) -> list[dict[str, str]]:
         if role not in ROLES:
             raise _fail(f"`messages[{k}].role` must be one of {', '.join(ROLES)}, got {role!r}.", f"messages[{k}].role", role)
         messages.append({"role": ROLES[role], "content": _content(m, k)})
-    if messages[-1]["role"] != "user":
-        raise _fail(f"the last message must be from the user, got {messages[-1]['role']!r} (continuing an assistant message is not supported).", "messages")
+    if continuing:
+        if messages[-1]["role"] != "assistant" or len(messages) < 2 or messages[-2]["role"] != "user":
+            roles = ", ".join(m["role"] for m in messages[-2:])
+            raise _fail(f"`continue_final_message` continues an assistant message that answers a user message; the messages end with {roles}.", "messages")
+    elif messages[-1]["role"] != "user":
+        raise _fail(
+            f"the last message must be from the user, got {messages[-1]['role']!r} (to continue an assistant message, send `continue_final_message: true`).",
+            "messages",
+        )
     total = sum(len(m["content"]) for m in messages)
     if total > config.max_message_chars:
         raise _fail(f"`messages` hold {total} characters; this server accepts at most {config.max_message_chars} (--max-message-chars).", "messages", total)
@@ -160,6 +176,39 @@ def _header_budget(headers: Mapping[str, str], config: ServeConfig) -> int | Non
     return value
 
 
+def _top_logprobs(body: Mapping) -> int | None:
+    """`SamplingParams.logprobs` for the request: None without `logprobs: true`, else `top_logprobs` (default 0)."""
+    wanted = _bool(body, "logprobs")
+    top = body.get("top_logprobs")
+    if top is not None and (isinstance(top, bool) or not isinstance(top, int) or not 0 <= top <= MAX_LOGPROBS):
+        raise _fail(f"`top_logprobs` must be an integer in [0, {MAX_LOGPROBS}], got {top!r}.", "top_logprobs", top)
+    if top and not wanted:
+        raise _fail(f"`top_logprobs` ({top}) needs `logprobs: true`.", "top_logprobs", top)
+    return (top or 0) if wanted else None
+
+
+def _continuing(body: Mapping) -> bool:
+    """Whether the request continues its last (assistant) message, checking vLLM's two flags agree."""
+    continuing = _bool(body, "continue_final_message")
+    generation_prompt = body.get("add_generation_prompt")
+    if generation_prompt is not None and not isinstance(generation_prompt, bool):
+        raise _fail(f"`add_generation_prompt` must be true or false, got {generation_prompt!r}.", "add_generation_prompt", generation_prompt)
+    if continuing and generation_prompt:
+        raise _fail("`add_generation_prompt` must be false with `continue_final_message: true` (the answer continues the last message).", "add_generation_prompt", True)
+    if generation_prompt is False and not continuing:
+        raise _fail("`add_generation_prompt: false` is only for continuing a message; send `continue_final_message: true` with it, or leave it unset.", "add_generation_prompt", False)
+    return continuing
+
+
+def _top_k(body: Mapping) -> int:
+    value = body.get("top_k")
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < -1:
+        raise _fail(f"`top_k` must be an integer >= 0 (or -1, vLLM's \"off\"), got {value!r}.", "top_k", value)
+    return max(value, 0)
+
+
 def parse_chat_request(body: Any, headers: Mapping[str, str], config: ServeConfig, *, has_scorer: bool) -> ChatRequest:
     """Validate a request body (and the testtime headers) against the service's limits."""
     if not isinstance(body, dict):
@@ -172,7 +221,9 @@ def parse_chat_request(body: Any, headers: Mapping[str, str], config: ServeConfi
     for name, ok in _UNSUPPORTED.items():
         if name in body and not ok(body[name]):
             raise _fail(f"`{name}` is not supported by testtime serve (got {body[name]!r}); leave it unset.", name, body[name])
-    messages = _messages(body, config)
+    continuing = _continuing(body)
+    messages = _messages(body, config, continuing=continuing)
+    partial = messages.pop()["content"] if continuing else None
 
     name = body.get("strategy")
     if name is None:
@@ -193,6 +244,10 @@ def parse_chat_request(body: Any, headers: Mapping[str, str], config: ServeConfi
         budget = _int(body, "n", hi=config.max_budget, limit_flag=limit)
     if budget is None:
         budget = config.default_budget
+    if continuing and (not issubclass(cls, SamplingStrategy) or cls.needs_scorer):
+        raise _fail(f"`continue_final_message` continues one plain sample; strategy {name!r} does not make one: use majority or greedy with budget 1.", "strategy", name)
+    if continuing and budget != 1:
+        raise _fail(f"`continue_final_message` continues one sample, so the budget must be 1, got {budget}; send `budget: 1` (extra_body) or the header X-Testtime-Budget: 1.", "budget", budget)
 
     tok_limit = f" (--max-tokens-limit {config.max_tokens_limit})"
     max_tokens = _int(body, "max_tokens", hi=config.max_tokens_limit, limit_flag=tok_limit)
@@ -217,8 +272,11 @@ def parse_chat_request(body: Any, headers: Mapping[str, str], config: ServeConfi
         max_tokens=max_tokens,
         temperature=config.temperature if temperature is None else temperature,
         top_p=config.top_p if top_p is None else top_p,
+        top_k=_top_k(body),
         stop=stop,
+        include_stop_str_in_output=_bool(body, "include_stop_str_in_output"),  # vLLM's; step-level search keeps stops
         ignore_eos=_bool(body, "ignore_eos"),  # vLLM's extension; benchmarks force exact lengths with it
+        logprobs=_top_logprobs(body),
     )
     stream = _bool(body, "stream")
     options = body.get("stream_options")
@@ -227,6 +285,7 @@ def parse_chat_request(body: Any, headers: Mapping[str, str], config: ServeConfi
     include_usage = _bool(options or {}, "include_usage")
     return ChatRequest(
         messages=messages,
+        partial=partial,
         question=messages[-1]["content"],
         strategy=name,
         budget=budget,

@@ -7,8 +7,11 @@ from ._base import DEFAULT_SAMPLING, SamplingStrategy, SamplingStrategyParams, S
 from ._select import best_of_n, majority_vote, weighted_vote
 from ._step_search import StepSearch, StepSearchParams
 from ._types import Candidate, SolveResult, Usage
+from .adaptive import AdaptiveConsistency, AdaptiveParams
 from .beam_search import BeamSearch, BeamSearchParams
 from .best_of_n import BestOfN
+from .deepconf import DeepConf, DeepConfParams
+from .deepconf_online import DeepConfOnline, DeepConfOnlineParams
 from .dvts import DVTS, DVTSParams
 from .greedy import Greedy
 from .majority import MajorityVote
@@ -18,6 +21,8 @@ from .speculative_rejection import SpeculativeRejection, SpeculativeRejectionPar
 from .weighted import WeightedBestOfN
 
 __all__ = [
+    "AdaptiveConsistency",
+    "AdaptiveParams",
     "DEFAULT_SAMPLING",
     "DVTS",
     "STRATEGIES",
@@ -26,6 +31,10 @@ __all__ = [
     "BestOfN",
     "Candidate",
     "DVTSParams",
+    "DeepConf",
+    "DeepConfOnline",
+    "DeepConfOnlineParams",
+    "DeepConfParams",
     "Greedy",
     "MajorityVote",
     "ParticleFilter",
@@ -60,6 +69,9 @@ STRATEGIES: dict[str, type[Strategy]] = {
     "beam": BeamSearch,
     "dvts": DVTS,
     "pf": ParticleFilter,
+    "deepconf": DeepConf,
+    "deepconf-online": DeepConfOnline,
+    "adaptive": AdaptiveConsistency,
 }
 """Strategy name -> class."""
 

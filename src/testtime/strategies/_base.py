@@ -14,11 +14,11 @@ from typing import ClassVar
 from .._errors import ValidationError, check
 from ..engines import Completion, Engine, EngineUsage, Request, SamplingParams
 from ..grading import extract_answer
-from ..scorers import REDUCTIONS, Scorer, ScoreRequest, ScorerUsage, reduce_scores
+from ..scorers import REDUCTIONS, LogprobScorer, Scorer, ScoreRequest, ScorerUsage, reduce_scores
 from ..tasks import Problem
 from ._types import Candidate, SolveResult, Usage
 
-__all__ = ["Strategy", "SamplingStrategy", "DEFAULT_SAMPLING", "problem_seed"]
+__all__ = ["Strategy", "SamplingStrategy", "DEFAULT_SAMPLING", "problem_seed", "split_usage", "to_candidate", "with_logprobs"]
 
 DEFAULT_SAMPLING = SamplingParams(temperature=0.8, top_p=1.0, max_tokens=512)
 """Generation settings of the sampling strategies (temperature 0.8 as in search-and-learn's recipes)."""
@@ -28,6 +28,25 @@ def problem_seed(seed: int, problem_id: str) -> int:
     """A problem's own seed: its candidates do not depend on which other problems share the batch."""
     digest = hashlib.blake2b(f"{seed}:{problem_id}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") >> 1
+
+
+def with_logprobs(sampling: SamplingParams, k: int | None) -> SamplingParams:
+    """`sampling` asking for at least k top logprobs per token (k None: unchanged)."""
+    if k is None or (sampling.logprobs is not None and sampling.logprobs >= k):
+        return sampling
+    return replace(sampling, logprobs=k)
+
+
+def check_budget(budget: int | None, default: int) -> int:
+    """The budget a `solve` call runs at: `budget`, or the params' `n` when None; an integer >= 1."""
+    n = default if budget is None else budget
+    check(isinstance(n, int) and not isinstance(n, bool) and n >= 1, f"the budget must be an integer >= 1, got {n!r}.", parameter="budget", value=n)
+    return n
+
+
+def in_groups(items: Sequence, size: int) -> list[list]:
+    """`items` in consecutive groups of `size` (the last may be shorter): problems that share one live batch."""
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
 
 
 def as_problem_list(problems: Problem | Sequence[Problem]) -> list[Problem]:
@@ -46,6 +65,7 @@ def to_candidate(problem: Problem, c: Completion, index: int) -> Candidate:
         finish_reason=c.finish_reason,
         cumulative_logprob=c.cumulative_logprob,
         answer=extract_answer(c.text, last_number=problem.last_number_fallback),
+        logprobs=c.logprobs,
     )
 
 
@@ -94,7 +114,8 @@ class Strategy:
             raise ValidationError(f"strategy {self.name!r} ranks candidates and needs a scorer (--scorer).", parameter="scorer")
         self.engine = engine
         self.scorer = scorer
-        self.sampling = sampling
+        # A scorer that reads logprobs (the confidence family) gets them from every candidate this strategy samples.
+        self.sampling = with_logprobs(sampling, scorer.num_logprobs if isinstance(scorer, LogprobScorer) else None)
         self.seed = seed
         self.use_tqdm = False
 
@@ -130,13 +151,17 @@ class SamplingStrategy(Strategy):
     def select(self, candidates: Sequence[Candidate]) -> int | None:
         raise NotImplementedError
 
-    def sample(self, problems: Sequence[Problem], n: int, *, scorer: Scorer | None = None) -> list[SolveResult]:
-        """n scored candidates per problem, nothing selected yet (shared by every sampling strategy)."""
+    def sample(self, problems: Sequence[Problem], n: int, *, scorer: Scorer | None = None, sampling: SamplingParams | None = None) -> list[SolveResult]:
+        """n scored candidates per problem, nothing selected yet (shared by every sampling strategy; the eval
+        passes one `sampling` that asks for what every strategy sharing the run needs)."""
         check(isinstance(n, int) and n >= 1, f"the budget must be an integer >= 1, got {n!r}.", parameter="budget", value=n)
         t0 = time.perf_counter()
         e0 = self.engine.usage.copy()
         requests = [Request(messages=p.chat()) for p in problems]
-        params = [replace(self.sampling, n=n, seed=problem_seed(self.seed, p.id)) for p in problems]
+        sampling = sampling or self.sampling
+        if isinstance(scorer, LogprobScorer):
+            sampling = with_logprobs(sampling, scorer.num_logprobs)
+        params = [replace(sampling, n=n, seed=problem_seed(self.seed, p.id)) for p in problems]
         outputs = self.engine.generate(requests, params, use_tqdm=self.use_tqdm)
         results = [
             SolveResult(problem_id=p.id, strategy=self.name, candidates=[to_candidate(p, c, i) for i, c in enumerate(o.completions)])
@@ -153,6 +178,7 @@ class SamplingStrategy(Strategy):
                     answer=p.answer,
                     last_number_fallback=p.last_number_fallback,
                     messages=p.chat(),
+                    logprobs=[c.logprobs for c in r.candidates],
                 )
                 for p, r in zip(problems, results)
             ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .._errors import ValidationError
 from ..grading import group_answers
 from ._types import Candidate
 
@@ -44,7 +45,15 @@ def best_of_n(candidates: Sequence[Candidate]) -> int | None:
 
 def weighted_vote(candidates: Sequence[Candidate]) -> int | None:
     """Weighted best-of-N (Li et al. 2023; search-and-learn): the answer class with the largest sum of scores;
-    returns its highest-scoring member."""
+    returns its highest-scoring member. Scores are vote weights, so they must be >= 0 (a sum of negative
+    log-probabilities would favour the smaller class)."""
+    negative = next((c.score for c in candidates if (c.score or 0.0) < 0), None)
+    if negative is not None:
+        raise ValidationError(
+            f"a weighted vote needs scores >= 0 as weights, got {negative}; rank by it with best-of-N instead, or use a scorer whose scores are weights (confidence:logprob is a log-probability).",
+            parameter="scorer",
+            value=negative,
+        )
     classes, totals = _class_totals(candidates, [c.score or 0.0 for c in candidates])
     win = _winner(totals)
     if win is None:

@@ -30,7 +30,7 @@ from typing import ClassVar
 
 from .._errors import check
 from ..engines import Completion, Engine, Request, SamplingParams
-from ..scorers import REDUCTIONS, STEP_SEPARATOR, Scorer, ScoreRequest, reduce_scores
+from ..scorers import REDUCTIONS, STEP_SEPARATOR, LogprobScorer, Scorer, ScoreRequest, reduce_scores
 from ..tasks import Problem
 from ._base import (
     DEFAULT_SAMPLING,
@@ -202,6 +202,12 @@ class StepSearch(Strategy):
             "`partial_scores='hidden'` cannot score lookahead text (it is generated in a separate batch); use 'text' or 'auto' with `lookahead`.",
             parameter="partial_scores",
             value="hidden",
+        )
+        check(
+            not (self.lookahead > 0 and isinstance(scorer, LogprobScorer)),
+            f"{scorer!r} scores the logprobs of the generated path, and lookahead text is generated greedily in a separate batch; drop `lookahead` with a confidence scorer.",
+            parameter="lookahead",
+            value=self.lookahead,
         )
         self._live = None  # set per live batch by `live_scorer`
 
@@ -394,7 +400,8 @@ class StepSearch(Strategy):
         for p in ready:
             texts = [completions[b].text + extra.get(b, "") for b in groups[p]]
             prob = states[p].problem
-            requests.append(ScoreRequest(question=prob.question, candidates=texts, answer=prob.answer, last_number_fallback=prob.last_number_fallback, messages=prob.chat()))
+            logprobs = [completions[b].logprobs for b in groups[p]]  # confidence scorers read these (no lookahead)
+            requests.append(ScoreRequest(question=prob.question, candidates=texts, answer=prob.answer, last_number_fallback=prob.last_number_fallback, messages=prob.chat(), logprobs=logprobs))
             weights[p] = sum(len(prob.question) + len(t) for t in texts)
         before = self.scorer.usage.copy()
         scores = self.scorer.score(requests)

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 
+from ..engines import TokenLogprobs
+
 __all__ = ["Candidate", "Usage", "SolveResult"]
 
 
@@ -29,6 +31,9 @@ class Candidate:
     """Per-step scores from the strategy's scorer (empty when it uses none)."""
     score: float | None = None
     """The reduced score the strategy ranked it by (None when it ranks by votes only)."""
+    logprobs: TokenLogprobs | None = None
+    """Per-token log-probabilities, when the strategy asked the engine for them (confidence scorers, DeepConf,
+    `logprobs` on `testtime serve`)."""
 
 
 @dataclass
@@ -79,6 +84,9 @@ class SolveResult:
     answer: str | None = None
     """The chosen answer (for votes: the winning class's answer)."""
     usage: Usage = field(default_factory=Usage)
+    details: dict = field(default_factory=dict)
+    """What the strategy did to get there, when it has more to say than its candidates (DeepConf online: the
+    threshold and how many traces stopped early; adaptive: the waves sampled). JSON-serializable."""
 
     @property
     def text(self) -> str | None:

@@ -89,7 +89,8 @@ class SpeculativeRejectionParams:
     """How per-step scores become one: "last", "min", "prod" or "mean"."""
     selection: str = "auto"
     """Final choice among finished candidates: "best" (highest score, the paper), "weighted" (score-weighted
-    vote over answers), or "auto": weighted when most finished candidates state a final answer, else best."""
+    vote over answers), or "auto": weighted when most finished candidates state a final answer and no score
+    is negative (a log-probability reward is not a vote weight), else best."""
     max_rows: int = DEFAULT_MAX_ROWS
     """Rows started together, >= 1; problems run in groups of max(1, max_rows // n)."""
     step_aligned: bool = False
@@ -291,7 +292,7 @@ class SpeculativeRejection(Strategy):
                 live = []
                 for r in rows:
                     c, comp = cands[i][origin[r][1]], texts[r]
-                    c.text, c.num_tokens, c.cumulative_logprob = comp.text, comp.num_tokens, comp.cumulative_logprob
+                    c.text, c.num_tokens, c.cumulative_logprob, c.logprobs = comp.text, comp.num_tokens, comp.cumulative_logprob, comp.logprobs
                     c.scores, c.score = list(scores[r]), reduce_scores(scores[r], self.params.reduction)
                     if steps[r].finished:
                         c.finish_reason = comp.finish_reason
@@ -340,7 +341,7 @@ class SpeculativeRejection(Strategy):
         reqs, which = [], []
         for i, (p, rows) in enumerate(zip(problems, text_rows)):
             if rows:
-                reqs.append(ScoreRequest(question=p.question, candidates=[texts[r].text for r in rows], answer=p.answer, last_number_fallback=p.last_number_fallback, messages=p.chat()))
+                reqs.append(ScoreRequest(question=p.question, candidates=[texts[r].text for r in rows], answer=p.answer, last_number_fallback=p.last_number_fallback, messages=p.chat(), logprobs=[texts[r].logprobs for r in rows]))
                 which.append(rows)
                 scored_chars[i] += sum(len(p.question) + len(texts[r].text) for r in rows)
         if reqs:
@@ -354,6 +355,8 @@ class SpeculativeRejection(Strategy):
         how = self.params.selection
         if how == "auto":
             how = "weighted" if 2 * sum(c.answer is not None for c in finished) > len(finished) else "best"
+        if how == "weighted" and any((c.score or 0.0) < 0 for c in finished):
+            how = "best"  # log-probability rewards (confidence:logprob) rank, they are not vote weights
         pick = weighted_vote(finished) if how == "weighted" else best_of_n(finished)
         if pick is None:
             pick = best_of_n(finished)
