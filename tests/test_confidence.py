@@ -9,8 +9,22 @@ import pytest
 from testtime import ScorerError, ValidationError
 from testtime.engines import ScriptedEngine, TokenLogprobs
 from testtime.engines.scripted import Scripted
-from testtime.scorers import CONFIDENCE_METRICS, ConfidenceScorer, ConfidenceTrace, ScoreRequest, confidence_metric, load_scorer
-from testtime.strategies import BestOfN, Candidate, SamplingStrategyParams, SpeculativeRejection, SpeculativeRejectionParams, WeightedBestOfN
+from testtime.scorers import (
+    CONFIDENCE_METRICS,
+    ConfidenceScorer,
+    ConfidenceTrace,
+    ScoreRequest,
+    confidence_metric,
+    load_scorer,
+)
+from testtime.strategies import (
+    BestOfN,
+    Candidate,
+    SamplingStrategyParams,
+    SpeculativeRejection,
+    SpeculativeRejectionParams,
+    WeightedBestOfN,
+)
 from testtime.strategies._select import weighted_vote
 from testtime.tasks import Problem
 

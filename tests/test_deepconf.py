@@ -4,6 +4,7 @@ on a tiny in-process model (accounting, same samples as majority)."""
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -30,14 +31,17 @@ from testtime.tasks import Problem
 
 
 def trace_engine(traces: dict[str, list[tuple[str | None, list[float]]]]) -> ScriptedEngine:
-    """Trace j of question q is (answer, confidences): one character per token, text "#jj#xxx...\\boxed{A}",
-    every token's top-2 logprobs both -conf (so its token confidence is conf). Traces are handed out in row
-    order; a continuation finds its trace from the text."""
+    """Trace j of question q is (answer, confidences): text "#jj#xxx...\boxed{A}", one token per character
+    except the "#jj#" head (one token, so even a one-token continuation knows its trace), every token's top-2
+    logprobs both -conf (so its token confidence is conf). Traces are handed out in row order."""
     handed = {q: 0 for q in traces}
+
+    def tokenize(text: str) -> list[str]:
+        return re.findall(r"#\d\d#|.", text, flags=re.S)
 
     def text_of(j: int, answer: str | None, length: int) -> str:
         tail = f"\\boxed{{{answer}}}" if answer is not None else ""
-        return f"#{j:02d}#" + "x" * (length - 4 - len(tail)) + tail
+        return f"#{j:02d}#" + "x" * (length - 1 - len(tail)) + tail
 
     def handler(request, params, index):
         q = request.messages[-1]["content"]
@@ -47,10 +51,11 @@ def trace_engine(traces: dict[str, list[tuple[str | None, list[float]]]]) -> Scr
             j = handed[q]
             handed[q] += 1
         answer, confs = traces[q][j]
-        text, done = text_of(j, answer, len(confs)), len(request.partial)
-        return Scripted(text=text[done:], logprobs=[-c for c in confs[done:]], top_logprobs=[[-c, -c] for c in confs[done:]])
+        done = len(tokenize(request.partial))
+        text = "".join(tokenize(text_of(j, answer, len(confs)))[done:])
+        return Scripted(text=text, logprobs=[-c for c in confs[done:]], top_logprobs=[[-c, -c] for c in confs[done:]])
 
-    return ScriptedEngine(handler)
+    return ScriptedEngine(handler, tokenize=tokenize)
 
 
 def problem(q: str = "q", answer: str | None = "5") -> Problem:

@@ -13,7 +13,13 @@ from testtime import ValidationError
 from testtime.cli import main
 from testtime.engines import ScriptedEngine
 from testtime.eval.judge import JudgeConfig, win_rate
-from testtime.eval.spr_bench import SprBenchConfig, bon_equivalent_compute, improvement_score, run_spr_bench
+from testtime.eval.spr_bench import (
+    SprBenchConfig,
+    bon_batch_steps,
+    bon_equivalent_compute,
+    improvement_score,
+    run_spr_bench,
+)
 from testtime.scorers import ScriptedScorer
 from testtime.tasks import Problem, load_task
 
@@ -116,8 +122,9 @@ def test_bench_runs_resumes_and_reports(tmp_path):
     logs = []
     report = run_spr_bench(config, engine=fake_engine(), scorer=fake_scorer(), problems=PROBLEMS, progress=False, log=logs.append)
     rows = [json.loads(line) for line in (tmp_path / "b" / "results.jsonl").read_text().splitlines()]
-    assert sorted((r["method"], r["problem_id"]) for r in rows) == sorted((m, p.id) for m in ["bon", "spr-0.5", "spr-0.75"] for p in PROBLEMS)
-    assert [r.method for r in report.rows] == ["bon", "bon", "bon", "spr-0.5", "spr-0.75"]
+    # SpR methods are named by their settings that differ from the defaults (n 16, decisions at 5 tokens).
+    assert sorted((r["method"], r["problem_id"]) for r in rows) == sorted((m, p.id) for m in ["bon", "spr-0.5-n16-d5", "spr-0.75-n16-d5"] for p in PROBLEMS)
+    assert [r.method for r in report.rows] == ["bon", "bon", "bon", "spr-0.5-n16-d5", "spr-0.75-n16-d5"]
     bon2 = report.rows[0]
     assert bon2.n == 2 and (bon2.score == 100.0 or report.num_scored_problems == 0)
     scores = [r.score for r in report.rows[:3]]
@@ -125,7 +132,7 @@ def test_bench_runs_resumes_and_reports(tmp_path):
     for r in report.rows[3:]:
         assert r.n == 16 and r.speedup == pytest.approx(r.bon_equivalent_compute / r.mean_compute_tokens)
     # SpR at alpha 0.5 generates 16 x 5 tokens, then 8 survivors run to 31 tokens (30 characters + ".").
-    spr = [r for r in rows if r["method"] == "spr-0.5"][0]
+    spr = [r for r in rows if r["method"] == "spr-0.5-n16-d5"][0]
     assert spr["rounds"][0] == {"num_tokens": 5, "num_live": 16, "num_finished": 0, "num_rejected": 8}
     assert sum(c["num_tokens"] for c in spr["candidates"]) == 16 * 5 + 8 * (31 - 5)
     assert (tmp_path / "b" / "spr_vs_bon.png").stat().st_size > 1000
@@ -134,8 +141,23 @@ def test_bench_runs_resumes_and_reports(tmp_path):
     eng = fake_engine()
     again = run_spr_bench(config, engine=eng, scorer=fake_scorer(), problems=PROBLEMS, progress=False, log=lambda s: None)
     assert eng.usage.num_calls == 0 and again.table == report.table
-    with pytest.raises(ValidationError, match="different settings"):
+    with pytest.raises(ValidationError, match="different best-of-N settings"):
         run_spr_bench(SprBenchConfig(task="fake", limit=None, bon_n=[2, 4], n=16, alphas=[0.5], out=str(tmp_path / "b")), engine=eng, scorer=fake_scorer(), problems=PROBLEMS, progress=False, log=lambda s: None)
+    # Another SpR schedule into the same directory reuses the BoN rows (only SpR generates) and joins the table.
+    eng = fake_engine()
+    other = SprBenchConfig(task="fake", limit=None, bon_n=[2, 4, 8], n=16, alphas=[0.5], decision_tokens=[3], chunk=2, out=str(tmp_path / "b"), max_tokens=64)
+    both = run_spr_bench(other, engine=eng, scorer=fake_scorer(), problems=PROBLEMS, progress=False, log=lambda s: None)
+    assert eng.usage.num_generated_tokens == sum(r.mean_generated_tokens for r in both.rows if r.method == "spr-0.5-n16-d3") * len(PROBLEMS)
+    assert [r.method for r in both.rows] == ["bon", "bon", "bon", "spr-0.5-n16-d3", "spr-0.5-n16-d5", "spr-0.75-n16-d5"]
+
+
+def test_bon_batch_steps_by_hand():
+    """The paper's GPU-batch cost: BoN-N in batches of batch_n rows one after another, each as long as its
+    longest row (an end-of-sequence costs its step)."""
+    cands = [{"num_tokens": t, "finish_reason": f} for t, f in [(10, "eos"), (30, "length"), (5, "eos"), (7, "eos"), (20, "eos")]]
+    assert bon_batch_steps(cands, 5, 2) == 30 + 8 + 21  # [11, 30] [6, 8] [21]
+    assert bon_batch_steps(cands, 4, 2) == 38
+    assert bon_batch_steps(cands, 4, 8) == 30  # one batch of 4 rows
 
 
 @pytest.mark.parametrize(

@@ -47,9 +47,10 @@ def arith_splits() -> dict[str, list[Problem]]:
 
 
 def test_registry_names_and_classes():
+    from testtime.tasks.alpaca_farm import AlpacaFarmTask
     from testtime.tasks.instructions import InstructionsTask
 
-    assert TASKS == {"arith": ArithTask, "math500": Math500Task, "gsm8k": Gsm8kTask, "jsonl": JsonlTask, "instructions": InstructionsTask}
+    assert TASKS == {"arith": ArithTask, "math500": Math500Task, "gsm8k": Gsm8kTask, "jsonl": JsonlTask, "instructions": InstructionsTask, "alpaca_farm": AlpacaFarmTask}
     assert set(testtime.tasks.__all__) >= {"Problem", "TASKS", "load_task", "MATH_SYSTEM_PROMPT", "ArithTask"}
 
 
@@ -439,7 +440,7 @@ def test_jsonl_bad_input(tmp_path, lines, kwargs, match):
             "aritm",
             {},
             UnknownNameError,
-            r"unknown task 'aritm'; choose one of: arith, gsm8k, instructions, jsonl, math500",
+            r"unknown task 'aritm'; choose one of: alpaca_farm, arith, gsm8k, instructions, jsonl, math500",
             id="unknown-task",
         ),
         pytest.param(

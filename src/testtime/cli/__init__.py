@@ -26,6 +26,7 @@ COMMANDS = {
     "bench": "bench_cmd",
     "train-prm": "train_prm_cmd",
     "prm-report": "prm_report_cmd",
+    "replay": "replay_cmd",
 }
 """Subcommand name -> module in testtime.cli."""
 

@@ -45,7 +45,8 @@ def add_task_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", default="arith", help="arith (built in, offline), math500, gsm8k or jsonl (default: %(default)s)")
     p.add_argument("--split", default="test", help="task split (default: %(default)s)")
     p.add_argument("--data", default=None, help="local JSONL file (math500, gsm8k, jsonl); required offline")
-    p.add_argument("--limit", type=int, default=None, help="use the first N problems (default: all)")
+    p.add_argument("--limit", type=int, default=None, help="use the first N problems (after --offset) (default: all)")
+    p.add_argument("--offset", type=int, default=0, help="skip the first K problems, e.g. to keep a tuning part of a file apart from the test part (default: %(default)s)")
     p.add_argument("--levels", type=ints("--levels"), default=None, help="keep these difficulty levels, e.g. 1,2 (default: all)")
     p.add_argument("--problem-field", default=None, help="jsonl: field holding the problem (default: problem)")
     p.add_argument("--answer-field", default=None, help="jsonl: field holding the gold answer (default: answer)")
@@ -77,6 +78,7 @@ def run_eval_from_args(args, *, strategies: list[str], n: list[int], out: str, b
         split=args.split,
         data=args.data,
         limit=args.limit,
+        offset=args.offset,
         levels=args.levels,
         strategies=strategies,
         n=n,
@@ -91,7 +93,7 @@ def run_eval_from_args(args, *, strategies: list[str], n: list[int], out: str, b
         task_options=task_options(args),
         **extra,
     )
-    problems = load_task(config.task, split=config.split, data=config.data, limit=config.limit, levels=config.levels, **config.task_options)
+    problems = load_task(config.task, split=config.split, data=config.data, limit=config.limit, offset=config.offset, levels=config.levels, **config.task_options)
     if before_model is not None:
         before_model(config)
     return config, run_eval(config, engine=make_engine(args), scorer=make_scorer(args), problems=problems, progress=not args.no_progress)

@@ -12,14 +12,14 @@ from ._engine_args import add_engine_args, make_engine, make_scorer
 HELP = "paper-style benchmarks: `bench spr` compares Speculative Rejection with best-of-N"
 
 
-def _ints_or_auto(flag: str):
+def _ints_or_auto(flag: str, extra: tuple[str, ...] = ()):
     def parse(text: str):
-        if text.strip() == "auto":
-            return "auto"
+        if text.strip() in ("auto", *extra):
+            return text.strip()
         try:
             return int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} takes an integer or 'auto', got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"{flag} takes an integer or one of {', '.join(repr(x) for x in ('auto', *extra))}, got {text!r}") from None
 
     return parse
 
@@ -36,12 +36,13 @@ def add_arguments(p) -> None:
     s = sub.add_parser("spr", help="Speculative Rejection vs best-of-N: improvement score, BoN-equivalent speedup, plot", description="Speculative Rejection vs best-of-N on one engine and scorer, as in Sun et al., NeurIPS 2024.")
     add_task_args(s)
     s.set_defaults(limit=20)
-    s.add_argument("--bon-n", type=ints("--bon-n"), default=[8, 16, 32, 64, 128], help="best-of-N budgets, comma-separated (default: 8,16,32,64,128)")
+    s.add_argument("--bon-n", type=ints("--bon-n"), default=None, help="best-of-N budgets, comma-separated (default: 8, 16, ... up to SpR's initial n, at least 128)")
     s.add_argument("--baseline-n", type=int, default=None, help="N0 of the improvement score, BoN-N0 = 100 (default: the smallest --bon-n)")
     s.add_argument("--n", type=_ints_or_auto("--n"), default=256, help="SpR's initial candidates per problem, or 'auto' to fill the KV budget (default: %(default)s)")
     s.add_argument("--alpha", type=_floats, default=[0.3, 0.5, 0.7], help="SpR rejection fractions, comma-separated (default: 0.3,0.5,0.7)")
     s.add_argument("--decision-tokens", type=ints("--decision-tokens"), default=[32, 64, 128, 256], help="generated tokens per candidate at which SpR decides (default: 32,64,128,256)")
-    s.add_argument("--kv-budget", type=_ints_or_auto("--kv-budget"), default=None, help="memory-triggered decisions: KV-cache tokens of a batch, or 'auto' (half the free memory); overrides --decision-tokens (default: off)")
+    s.add_argument("--kv-budget", type=_ints_or_auto("--kv-budget", extra=("bon",)), default=None, help="memory-triggered decisions: KV-cache tokens of a batch, 'auto' (half the free memory), or 'bon' (the paper's setup: per prompt, the memory of a BoN --batch-n batch); overrides --decision-tokens (default: off)")
+    s.add_argument("--batch-n", type=int, default=32, help="the GPU-batch cost model's N0: the BoN batch one device's memory holds; BoN-N costs N / batch-n batches (default: %(default)s)")
     s.add_argument("--max-rows", type=int, default=256, help="SpR rows started together; problems per batch = max(1, max-rows // n) (default: %(default)s)")
     s.add_argument("--step-aligned", action="store_true", help="SpR decides only after every live candidate has finished its current step (blank line), so a step-level PRM scores complete steps (default: decide mid-step)")
     s.add_argument("--partial-scores", choices=("auto", "text", "hidden"), default="auto", help="how SpR scores live candidates: the scorer on the partial text, or a head on the live batch's hidden states (no extra forward); auto: hidden when the scorer supports it (default: %(default)s)")
@@ -84,6 +85,7 @@ def run(args) -> int:
         split=args.split,
         data=args.data,
         limit=args.limit,
+        offset=args.offset,
         levels=args.levels,
         bon_n=args.bon_n,
         baseline_n=args.baseline_n,
@@ -91,6 +93,7 @@ def run(args) -> int:
         alphas=args.alpha,
         decision_tokens=args.decision_tokens,
         kv_budget=args.kv_budget,
+        batch_n=args.batch_n,
         max_rows=args.max_rows,
         partial_scores=args.partial_scores,
         step_aligned=args.step_aligned,
@@ -104,7 +107,7 @@ def run(args) -> int:
         out=args.out or os.path.join("runs", f"spr-{args.task}"),
     )
     judge = _judge(args)
-    problems = load_task(config.task, split=config.split, data=config.data, limit=config.limit, levels=config.levels)
+    problems = load_task(config.task, split=config.split, data=config.data, limit=config.limit, offset=config.offset, levels=config.levels)
     engine = make_engine(args)
     scorer = make_scorer(args) or bench_scorer(config.scorer, engine, config.task, model=args.scorer_model)
     run_spr_bench(config, engine=engine, scorer=scorer, problems=problems, judge=judge, progress=not args.no_progress, max_minutes=args.max_minutes)

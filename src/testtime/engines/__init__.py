@@ -2,7 +2,7 @@
 
 from ._confidence import DEFAULT_CONFIDENCE_WINDOW, ConfidenceStop, token_confidence
 from ._embedded import EMBEDDED_MODEL_NAMES, cache_dir, embedded_model_dir
-from ._protocol import Engine, LiveBatch, StepOutput, StepReason
+from ._protocol import Engine, LiveBatch, PromptEncoder, StepOutput, StepReason
 from ._types import (
     DEFAULT_MAX_TOKENS,
     MAX_LOGPROBS,
@@ -32,6 +32,7 @@ __all__ = [
     "FinishReason",
     "LiveBatch",
     "OpenAIEngine",
+    "PromptEncoder",
     "Request",
     "RequestOutput",
     "SamplingParams",

@@ -19,7 +19,7 @@ from typing import Literal, Protocol, runtime_checkable
 from ._confidence import ConfidenceStop
 from ._types import Completion, EngineUsage, Request, RequestOutput, SamplingParams
 
-__all__ = ["Engine", "LiveBatch", "StepOutput", "StepReason"]
+__all__ = ["Engine", "LiveBatch", "PromptEncoder", "StepOutput", "StepReason"]
 
 StepReason = Literal["boundary", "limit", "confidence", "stop", "eos", "length"]
 """Why a row paused or ended in `advance`:
@@ -107,3 +107,11 @@ class Engine(Protocol):
     ) -> LiveBatch:
         """Prefill the requests and return a live batch with `params.n` rows per request, in request order."""
         ...
+
+
+@runtime_checkable
+class PromptEncoder(Protocol):
+    """An engine that tokenizes a request exactly as it prefills it (the in-process engine): what memory-sized
+    strategies (Speculative Rejection's KV budget) count."""
+
+    def encode(self, request: Request) -> list[int]: ...

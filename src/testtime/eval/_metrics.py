@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["average_ranks", "wilson_interval", "SummaryRow", "summarize"]
+__all__ = ["auc", "average_ranks", "mcnemar_p", "wilson_interval", "SummaryRow", "summarize"]
 
 
 def average_ranks(values: Sequence[float]) -> list[float]:
@@ -24,6 +24,28 @@ def average_ranks(values: Sequence[float]) -> list[float]:
             ranks[order[t]] = (i + j) / 2
         i = j + 1
     return ranks
+
+
+def auc(scores: Sequence[float], labels: Sequence[bool]) -> float | None:
+    """Area under the ROC curve: P(score of a random positive > score of a random negative), ties count 1/2
+    (the Mann-Whitney U statistic over average ranks). None when one class is empty."""
+    pos = sum(1 for y in labels if y)
+    neg = len(labels) - pos
+    if pos == 0 or neg == 0:
+        return None
+    ranks = [r + 1 for r in average_ranks(scores)]  # 1-based; a tie group shares its mean rank
+    rank_sum = sum(r for r, y in zip(ranks, labels) if y)
+    return (rank_sum - pos * (pos + 1) / 2) / (pos * neg)
+
+
+def mcnemar_p(only_a: int, only_b: int) -> float:
+    """Exact two-sided McNemar test of paired outcomes: the binomial probability, at 1/2, of a split of the
+    discordant pairs at least as uneven as (only_a, only_b). 1.0 when there is no discordant pair."""
+    m = only_a + only_b
+    if m == 0:
+        return 1.0
+    tail = sum(math.comb(m, k) for k in range(min(only_a, only_b) + 1)) / 2**m
+    return min(1.0, 2 * tail)
 
 
 def wilson_interval(successes: int, total: int, z: float = 1.96) -> tuple[float, float]:

@@ -24,7 +24,7 @@ from .._errors import DataError, ValidationError, check
 from ..engines import SamplingParams
 from ..grading import is_equiv
 from ..scorers import ConfidenceTrace, load_scorer
-from ..strategies import SamplingStrategy, SolveResult, Strategy, get_strategy
+from ..strategies import SamplingStrategy, SolveResult, Strategy, get_strategy, make_strategy
 from ..strategies._base import with_logprobs
 from ..tasks import Problem, load_task
 from ._identity import differing_setting
@@ -47,6 +47,8 @@ class EvalConfig:
     data: str | None = None
     """Local JSONL file for math500 / gsm8k / jsonl."""
     limit: int | None = None
+    offset: int = 0
+    """Problems skipped before the first one run (`load_task`'s offset)."""
     levels: list[int] | None = None
     strategies: list[str] = field(default_factory=lambda: ["majority", "bon", "weighted"])
     n: list[int] = field(default_factory=lambda: list(DEFAULT_N))
@@ -85,8 +87,9 @@ class EvalConfig:
 
     def identity(self) -> dict:
         """Settings that must match for a resumed run to continue the same experiment."""
-        keys = ["task", "split", "data", "limit", "levels", "n", "scorer", "model", "max_tokens", "temperature", "top_p", "batch_problems", "task_options", "shard", "policy"]
-        return {k: getattr(self, k) for k in keys}
+        keys = ["task", "split", "data", "limit", "offset", "levels", "n", "scorer", "model", "max_tokens", "temperature", "top_p", "batch_problems", "task_options", "shard", "policy"]
+        # offset 0 is left out, so runs stored before the setting existed resume unchanged
+        return {k: getattr(self, k) for k in keys if not (k == "offset" and self.offset == 0)}
 
     def chunk_size(self) -> int:
         return self.batch_problems or max(1, min(64, 256 // max(self.n)))
@@ -257,7 +260,7 @@ def run_eval(
     under `config.out`."""
     out = Path(config.out)
     if problems is None:
-        problems = load_task(config.task, split=config.split, data=config.data, limit=config.limit, levels=config.levels, **config.task_options)
+        problems = load_task(config.task, split=config.split, data=config.data, limit=config.limit, offset=config.offset, levels=config.levels, **config.task_options)
     problems = list(problems)
     if not problems:
         raise DataError(f"task {config.task!r} gave no problems (split {config.split!r}, levels {config.levels}, limit {config.limit}).")
@@ -291,7 +294,10 @@ def run_eval(
         bar = tqdm(total=total, initial=finished, desc=f"eval {config.task}", unit="problem", dynamic_ncols=True)
     try:
         for seed in config.seeds:
-            strategies = [cls(engine, scorer if cls.needs_scorer else None, sampling=sampling, seed=seed, **({"policy": config.policy} if cls.name == "optimal" else {})) for cls in classes]
+            strategies = [
+                make_strategy(spec, engine, scorer, sampling=sampling, seed=seed, **({"policy": config.policy} if cls.name == "optimal" else {}))
+                for spec, cls in zip(config.strategies, classes)
+            ]
             shared = [s for s in strategies if isinstance(s, SamplingStrategy) and s.name != "greedy"]
             others = [s for s in strategies if s not in shared]
             for probs in chunks:

@@ -27,9 +27,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .._errors import DataError, ValidationError, check
-from ..engines import SamplingParams
+from ..engines import PromptEncoder, Request, SamplingParams
 from ..grading import is_equiv
-from ..scorers import load_scorer
+from ..scorers import ConfidenceTrace, load_scorer
 from ..strategies import BestOfN, Candidate, SamplingStrategyParams, Usage
 from ..strategies._select import best_of_n  # the package attribute `best_of_n` is shadowed by the submodule
 from ..strategies.speculative_rejection import (
@@ -37,8 +37,12 @@ from ..strategies.speculative_rejection import (
     SpeculativeRejection,
     SpeculativeRejectionParams,
 )
-from ..tasks import Problem, load_task
+from ..tasks import TASKS, Problem, load_task
+from ._identity import differing_setting
 from ._results import ResultsFile
+
+MEMORY_OF_BON = "bon"
+"""`kv_budget="bon"`: the paper's memory-triggered SpR, per prompt the KV memory of a BoN-`batch_n` batch."""
 
 __all__ = ["INSTRUCTION_SELF_EVAL_PROMPT", "bench_scorer", "SprBenchConfig", "SprBenchRow", "SprBenchReport", "run_spr_bench", "analyze", "improvement_score", "bon_equivalent_compute", "format_spr_table", "plot_spr"]
 
@@ -51,9 +55,14 @@ INSTRUCTION_SELF_EVAL_PROMPT = (
 
 
 def bench_scorer(name: str, engine, task: str, *, model: str | None = None):
-    """`load_scorer(name)`, except that on open-ended instructions "default" and "self-eval" judge helpfulness:
-    the generator's own P(Yes) is the reward model that works offline there (pass an ORM with --scorer orm
-    --scorer-model ID to use one). `model` is the reward model of the families that load their own."""
+    """`load_scorer(name)`, where "default" is the task's own reward when it declares one (`default_scorer`:
+    alpaca_farm's is the generator's likelihood, confidence:logprob, the paper's section 5.3). On the built-in
+    open-ended instructions "default" and "self-eval" judge helpfulness: the generator's own P(Yes) is the
+    reward model that works offline there (pass an ORM with --scorer orm --scorer-model ID to use one).
+    `model` is the reward model of the families that load their own."""
+    task_default = getattr(TASKS.get(task), "default_scorer", None)
+    if name == "default" and task_default is not None:
+        return load_scorer(task_default, engine=engine)
     if task == "instructions" and name in ("default", "self-eval"):
         return load_scorer("self-eval", engine=engine, prompt=INSTRUCTION_SELF_EVAL_PROMPT)
     return load_scorer(name, engine=engine, **({"model": model} if model else {}))
@@ -67,9 +76,12 @@ class SprBenchConfig:
     split: str = "test"
     data: str | None = None
     limit: int | None = 20
+    offset: int = 0
+    """Problems skipped first (e.g. a tuning part of the prompt file)."""
     levels: list[int] | None = None
-    bon_n: list[int] = field(default_factory=lambda: [8, 16, 32, 64, 128])
-    """Best-of-N budgets; one generation at the largest per problem."""
+    bon_n: list[int] | None = None
+    """Best-of-N budgets; one generation at the largest per problem. None: 8, 16, ... up to SpR's initial n (at
+    least 128), so the BoN-equivalent of SpR is always interpolated, never extrapolated."""
     baseline_n: int | None = None
     """N0 of the improvement score (BoN-N0 = 100); None: the smallest of `bon_n`."""
     n: int | str = 256
@@ -77,7 +89,11 @@ class SprBenchConfig:
     alphas: list[float] = field(default_factory=lambda: [0.3, 0.5, 0.7])
     decision_tokens: list[int] = field(default_factory=lambda: list(DEFAULT_DECISION_TOKENS))
     kv_budget: int | str | None = None
-    """None: token schedule; tokens or "auto": memory-triggered decision points."""
+    """None: token schedule; tokens or "auto": memory-triggered decision points; "bon": the paper's setup, per
+    prompt the KV memory of a BoN-`batch_n` batch (batch_n x (prompt + max_tokens) tokens)."""
+    batch_n: int = 32
+    """The GPU-batch cost model's N0: the BoN batch one device's memory holds (BoN-N costs N / batch_n such
+    batches; the paper's is 120 on an 80 GB GPU for an 8B model)."""
     max_rows: int = 256
     """SpR rows started together (problems per batch = max(1, max_rows // n))."""
     step_aligned: bool = False
@@ -95,6 +111,9 @@ class SprBenchConfig:
     out: str = "runs/spr-bench"
 
     def __post_init__(self) -> None:
+        if self.bon_n is None:
+            top = max(128, self.n if isinstance(self.n, int) else 256)
+            self.bon_n = [2**k for k in range(3, 31) if 2 ** (k - 1) < top]
         check(len(self.bon_n) > 0 and all(isinstance(x, int) and x >= 1 for x in self.bon_n), f"--bon-n must be integers >= 1, got {self.bon_n!r}.", parameter="bon_n", value=self.bon_n)
         self.bon_n = sorted(set(self.bon_n))
         if self.baseline_n is None:
@@ -103,16 +122,37 @@ class SprBenchConfig:
         check(self.baseline_n >= 2, "--baseline-n must be >= 2: the improvement score divides by the reward range of its candidates.", parameter="baseline_n", value=self.baseline_n)
         check(len(self.alphas) > 0, "give at least one --alpha.", parameter="alphas")
         check(isinstance(self.chunk, int) and self.chunk >= 1, f"--chunk must be an integer >= 1, got {self.chunk!r}.", parameter="chunk", value=self.chunk)
+        check(isinstance(self.batch_n, int) and self.batch_n >= 1, f"--batch-n must be an integer >= 1, got {self.batch_n!r}.", parameter="batch_n", value=self.batch_n)
+        check(isinstance(self.offset, int) and self.offset >= 0, f"--offset must be an integer >= 0, got {self.offset!r}.", parameter="offset", value=self.offset)
+        kv = 1 if self.kv_budget == MEMORY_OF_BON else self.kv_budget
         for a in self.alphas:  # SpeculativeRejectionParams validates every SpR knob with its own messages
-            SpeculativeRejectionParams(n=self.n, alpha=a, decision_tokens=self.decision_tokens, kv_budget=self.kv_budget, max_rows=self.max_rows, partial_scores=self.partial_scores, step_aligned=self.step_aligned)
+            SpeculativeRejectionParams(n=self.n, alpha=a, decision_tokens=self.decision_tokens, kv_budget=kv, max_rows=self.max_rows, partial_scores=self.partial_scores, step_aligned=self.step_aligned)
         SamplingParams(max_tokens=self.max_tokens, temperature=self.temperature, top_p=self.top_p)
 
     def identity(self) -> dict:
-        keys = ["task", "split", "data", "limit", "levels", "bon_n", "n", "decision_tokens", "kv_budget", "step_aligned", "partial_scores", "scorer", "model", "seed", "max_tokens", "temperature", "top_p", "chunk"]
-        return {k: getattr(self, k) for k in keys}
+        """What the stored best-of-N rows depend on: a rerun with other SpR settings reuses them (its SpR rows
+        get other method names), one with other BoN settings is refused. `limit` may grow."""
+        keys = ["task", "split", "data", "offset", "levels", "bon_n", "scorer", "model", "seed", "max_tokens", "temperature", "top_p", "chunk"]
+        return {k: getattr(self, k) for k in keys if not (k == "offset" and self.offset == 0)}
 
     def spr_method(self, alpha: float) -> str:
-        return f"spr-{alpha:g}"
+        """The method name of SpR at `alpha` with this config's SpR settings: "spr-0.5" for the defaults, with a
+        suffix per setting that differs ("-n512", "-d16.32.64", "-mem" for kv_budget "bon", "-kv40000",
+        "-step", "-text"), so variants of one bench sit side by side in one results file."""
+        name = f"spr-{alpha:g}"
+        if self.n != 256:
+            name += f"-n{self.n}"
+        if self.kv_budget == MEMORY_OF_BON:
+            name += f"-mem{self.batch_n}"
+        elif self.kv_budget is not None:
+            name += f"-kv{self.kv_budget}"
+        elif list(self.decision_tokens) != list(DEFAULT_DECISION_TOKENS):
+            name += "-d" + ".".join(str(t) for t in self.decision_tokens)
+        if self.step_aligned:
+            name += "-step"
+        if self.partial_scores != "auto":
+            name += f"-{self.partial_scores}"
+        return name
 
 
 @dataclass
@@ -144,6 +184,17 @@ class SprBenchRow:
     """The same ratio counting generated tokens only (what a scorer that costs nothing would give)."""
     extrapolated: bool = False
     """The score lies outside the measured BoN scores, so the BoN-equivalent extends the nearest segment."""
+    mean_batch_steps: float = 0.0
+    """The paper's GPU-batch cost model: decode steps of memory-full batches per problem. BoN-N runs N / batch_n
+    batches of batch_n rows one after another, each as long as its longest candidate; SpR runs one batch, as
+    long as its last survivor."""
+    batch_equivalent: float | None = None
+    """BoN batch-steps interpolated (log) to this method's score (SpR rows only)."""
+    batch_speedup: float | None = None
+    """batch_equivalent / mean_batch_steps: the speedup in the paper's cost model."""
+    memory_ratio: float | None = None
+    """Largest KV footprint of SpR's batch over the memory of a BoN-batch_n batch (<= 1: it fits, as the
+    paper's model assumes; above 1 the batch model flatters SpR)."""
 
 
 @dataclass
@@ -188,9 +239,25 @@ def bon_equivalent_compute(score: float, bon: Sequence[tuple[float, float]]) -> 
 
 
 def _perplexity(c: dict) -> float | None:
+    """exp(-mean token logprob) of a response: from its stored per-token logprobs when there are some (the
+    likelihood reward's own numbers), else from the cumulative logprob."""
+    trace = (c.get("trace") or {}).get("logprob")
+    if trace:
+        return math.exp(-sum(trace) / len(trace))
     if c.get("cumulative_logprob") is None or not c.get("num_tokens"):
         return None
     return math.exp(-c["cumulative_logprob"] / c["num_tokens"])
+
+
+def _steps(c: dict) -> int:
+    """Decode steps a candidate's row ran: its tokens, plus the step that sampled end-of-sequence."""
+    return c["num_tokens"] + (1 if c.get("finish_reason") == "eos" else 0)
+
+
+def bon_batch_steps(candidates: Sequence[dict], n: int, batch_n: int) -> int:
+    """Decode steps of BoN-n in batches of `batch_n` rows run one after another (candidates in index order),
+    each batch as long as its longest row."""
+    return sum(max(_steps(c) for c in candidates[s : min(s + batch_n, n)]) for s in range(0, n, batch_n))
 
 
 def _mean(xs: Sequence[float | None]) -> float | None:
@@ -212,6 +279,8 @@ def _cand(c, gold: str | None) -> dict:
         "cumulative_logprob": c.cumulative_logprob,
         "score": c.score,
         "scores": c.scores,
+        # per-token logprob (and self-certainty) when sampled with logprobs: SpR rules replay on BoN's samples
+        **({"trace": ConfidenceTrace.from_logprobs(c.logprobs).to_dict(digits=3)} if c.logprobs is not None else {}),
     }
 
 
@@ -220,11 +289,13 @@ def _check_meta(out: Path, config: SprBenchConfig, scorer) -> None:
     # The scorer's class too: "default" resolves to whatever scorer the engine has at the time.
     new = {**json.loads(json.dumps(config.identity())), "scorer_class": type(scorer).__name__}
     if path.exists():
-        old = json.loads(path.read_text()).get("identity", {})
-        diff = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
-        if diff:
-            k = diff[0]
-            raise ValidationError(f"{out} holds a bench with different settings ({k}: {old.get(k)!r} there, {new.get(k)!r} now); use another --out, or the same settings to resume.", parameter=k)
+        try:
+            old = json.loads(path.read_text()).get("identity", {})
+        except (ValueError, OSError):
+            raise DataError(f"{path} is unreadable; use another --out") from None
+        k = differing_setting(old, new, keys=sorted(new))
+        if k is not None:
+            raise ValidationError(f"{out} holds a bench with different best-of-N settings ({k}: {old.get(k)!r} there, {new.get(k)!r} now); use another --out, or the same settings to resume or add SpR variants.", parameter=k)
         return
     out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"identity": new, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=2))
@@ -244,7 +315,7 @@ def run_spr_bench(
     """Run (or resume) the benchmark, then analyze whatever is done; writes results, summary and plot."""
     out = Path(config.out)
     if problems is None:
-        problems = load_task(config.task, split=config.split, data=config.data, limit=config.limit, levels=config.levels)
+        problems = load_task(config.task, split=config.split, data=config.data, limit=config.limit, offset=config.offset, levels=config.levels)
     problems = list(problems)
     if not problems:
         raise DataError(f"task {config.task!r} gave no problems.")
@@ -319,12 +390,19 @@ def _run_method(method: str, config: SprBenchConfig, problems: list[Problem], en
             {"method": "bon", "problem_id": p.id, "candidates": [_cand(c, p.answer) for c in r.candidates], "usage": asdict(r.usage)}
             for p, r in zip(problems, results)
         ]
-    alpha = float(method.removeprefix("spr-"))
-    params = SpeculativeRejectionParams(n=config.n, alpha=alpha, decision_tokens=config.decision_tokens, kv_budget=config.kv_budget, max_rows=config.max_rows, partial_scores=config.partial_scores, step_aligned=config.step_aligned, selection="best")
-    spr = SpeculativeRejection(engine, scorer, params=params, sampling=sampling, seed=config.seed)
-    results = spr.solve(problems)
+    alpha = next(a for a in config.alphas if config.spr_method(a) == method)
+    if config.kv_budget == MEMORY_OF_BON:
+        # The paper's setup: each prompt alone, in the KV memory a BoN-`batch_n` batch of it needs.
+        solved = []
+        for p in problems:
+            memory = config.batch_n * (_prompt_tokens(engine, p) + config.max_tokens)
+            spr = _spr(config, alpha, memory, engine, scorer, sampling)
+            solved.append((p, spr.solve([p])[0], spr.rounds[p.id]))
+    else:
+        spr = _spr(config, alpha, config.kv_budget, engine, scorer, sampling)
+        solved = [(p, r, spr.rounds[p.id]) for p, r in zip(problems, spr.solve(problems))]
     rows = []
-    for p, r in zip(problems, results):
+    for p, r, rounds in solved:
         rows.append(
             {
                 "method": method,
@@ -332,25 +410,41 @@ def _run_method(method: str, config: SprBenchConfig, problems: list[Problem], en
                 "n": len(r.candidates),
                 "selected": r.selected,
                 "candidates": [_cand(c, p.answer) for c in r.candidates],
-                "rounds": [asdict(x) for x in spr.rounds[p.id]],
+                "rounds": [asdict(x) for x in rounds],
                 "usage": asdict(r.usage),
             }
         )
     return rows
 
 
+def _spr(config: SprBenchConfig, alpha: float, kv_budget, engine, scorer, sampling) -> SpeculativeRejection:
+    params = SpeculativeRejectionParams(n=config.n, alpha=alpha, decision_tokens=config.decision_tokens, kv_budget=kv_budget, max_rows=config.max_rows, partial_scores=config.partial_scores, step_aligned=config.step_aligned, selection="best")
+    return SpeculativeRejection(engine, scorer, params=params, sampling=sampling, seed=config.seed)
+
+
+def _prompt_tokens(engine, problem: Problem) -> int:
+    if not isinstance(engine, PromptEncoder):
+        raise ValidationError(f"--kv-budget bon sizes SpR's memory from the prompt's tokens, which needs the in-process engine, not {engine!r}.", parameter="kv_budget", value=MEMORY_OF_BON)
+    return len(engine.encode(Request(messages=problem.chat())))
+
+
 # -- analysis --------------------------------------------------------------------------------------------
 
 
 def analyze(rows: list[dict], config: SprBenchConfig, problems: Sequence[Problem]) -> SprBenchReport:
-    """The comparison table from result rows, over the problems that every method run so far has finished
-    (a partial run compares what it has; SpR alphas with no rows yet are left out)."""
+    """The comparison table from result rows, over the problems that best-of-N and every SpR method in the
+    table have finished: this config's alphas, plus SpR variants of earlier runs into the same directory (a
+    partial run compares what it has; methods with no rows yet are left out)."""
     by = {(r["method"], r["problem_id"]): r for r in rows}
-    alphas = [a for a in config.alphas if any(m == config.spr_method(a) for m, _ in by)]
-    methods = [config.spr_method(a) for a in alphas]
-    ids = [p.id for p in problems if ("bon", p.id) in by and all((m, p.id) in by for m in methods)]
+    pids = {p.id for p in problems}
+    mine = [config.spr_method(a) for a in config.alphas]
+    others = sorted({m for m, pid in by if m != "bon" and m not in mine and pid in pids})
+    methods = [m for m in mine + others if any(mm == m for mm, _ in by)]
+    ids = [p.id for p in problems if ("bon", p.id) in by]
+    methods = [m for m in methods if all((m, pid) in by for pid in ids)] or [m for m in methods if m in mine]
+    ids = [pid for pid in ids if all((m, pid) in by for m in methods)]
     if not ids:
-        msg = "no problem has results for best-of-N and every SpR alpha run so far; rerun the same command to continue"
+        msg = "no problem has results for best-of-N and every SpR method run so far; rerun the same command to continue"
         return SprBenchReport(rows=[], table=msg, num_problems=0, num_scored_problems=0, paths=[])
     has_gold = any(p.answer is not None for p in problems)
     n0 = config.baseline_n
@@ -368,30 +462,53 @@ def analyze(rows: list[dict], config: SprBenchConfig, problems: Sequence[Problem
             total_gen = sum(c["num_tokens"] for c in row["candidates"]) or 1
             chars = [len(c["text"]) for c in row["candidates"]]
             scored_tok = Usage.from_dict(row["usage"]).scored_tokens_of_first(chars, N)
-            per.append((pid, chosen, gen, scored_tok, row["usage"]["wall_time"] * gen / total_gen))
+            per.append((pid, chosen, gen, scored_tok, row["usage"]["wall_time"] * gen / total_gen, bon_batch_steps(row["candidates"], N, config.batch_n), None))
         out.append(_summarize("bon", N, None, per, baseline, scored, has_gold))
-    for a, m in zip(alphas, methods):
+    for m in methods:
         per = []
         for pid in ids:
             row = by[(m, pid)]
             chosen = row["candidates"][row["selected"]] if row["selected"] is not None else {"score": 0.0, "correct": False, "num_tokens": 0}
             u = row["usage"]
-            per.append((pid, chosen, u["num_generated_tokens"], u["num_scored_tokens"], u["wall_time"]))
-        out.append(_summarize(m, _first_n(by, m, ids), a, per, baseline, scored, has_gold))
-    bon_pts = [(r.mean_compute_tokens, r.score) for r in out if r.method == "bon" and r.mean_compute_tokens > 0]
-    bon_wall = [(r.mean_wall_time, r.score) for r in out if r.method == "bon" and r.mean_wall_time > 0]
-    bon_gen = [(r.mean_generated_tokens, r.score) for r in out if r.method == "bon" and r.mean_generated_tokens > 0]
+            per.append((pid, chosen, u["num_generated_tokens"], u["num_scored_tokens"], u["wall_time"], max(_steps(c) for c in row["candidates"]), _memory_ratio(row, by[("bon", pid)], config)))
+        alpha = next((a for a in config.alphas if config.spr_method(a) == m), None)
+        if alpha is None:
+            alpha = float(m.split("-")[1])
+        out.append(_summarize(m, _first_n(by, m, ids), alpha, per, baseline, scored, has_gold))
+    curves = {
+        "compute": [(r.mean_compute_tokens, r.score) for r in out if r.method == "bon" and r.mean_compute_tokens > 0],
+        "wall": [(r.mean_wall_time, r.score) for r in out if r.method == "bon" and r.mean_wall_time > 0],
+        "gen": [(r.mean_generated_tokens, r.score) for r in out if r.method == "bon" and r.mean_generated_tokens > 0],
+        "batch": [(r.mean_batch_steps, r.score) for r in out if r.method == "bon" and r.mean_batch_steps > 0],
+    }
     for r in out:
-        if r.method != "bon" and len(bon_pts) >= 2 and r.mean_compute_tokens > 0:
-            r.bon_equivalent_compute, r.extrapolated = bon_equivalent_compute(r.score, bon_pts)
-            r.speedup = r.bon_equivalent_compute / r.mean_compute_tokens
-            if len(bon_wall) >= 2 and r.mean_wall_time > 0:
-                r.bon_equivalent_wall, _ = bon_equivalent_compute(r.score, bon_wall)
-                r.wall_speedup = r.bon_equivalent_wall / r.mean_wall_time
-            if len(bon_gen) >= 2 and r.mean_generated_tokens > 0:
-                r.gen_speedup = bon_equivalent_compute(r.score, bon_gen)[0] / r.mean_generated_tokens
-    table = format_spr_table(out, num_problems=len(ids), num_scored=len(scored), baseline_n=n0)
+        if r.method == "bon" or len(curves["compute"]) < 2 or r.mean_compute_tokens <= 0:
+            continue
+        r.bon_equivalent_compute, r.extrapolated = bon_equivalent_compute(r.score, curves["compute"])
+        r.speedup = r.bon_equivalent_compute / r.mean_compute_tokens
+        if len(curves["wall"]) >= 2 and r.mean_wall_time > 0:
+            r.bon_equivalent_wall, _ = bon_equivalent_compute(r.score, curves["wall"])
+            r.wall_speedup = r.bon_equivalent_wall / r.mean_wall_time
+        if len(curves["gen"]) >= 2 and r.mean_generated_tokens > 0:
+            r.gen_speedup = bon_equivalent_compute(r.score, curves["gen"])[0] / r.mean_generated_tokens
+        if len(curves["batch"]) >= 2 and r.mean_batch_steps > 0:
+            r.batch_equivalent, _ = bon_equivalent_compute(r.score, curves["batch"])
+            r.batch_speedup = r.batch_equivalent / r.mean_batch_steps
+    table = format_spr_table(out, num_problems=len(ids), num_scored=len(scored), baseline_n=n0, batch_n=config.batch_n)
     return SprBenchReport(rows=out, table=table, num_problems=len(ids), num_scored_problems=len(scored), paths=[])
+
+
+def _memory_ratio(spr_row: dict, bon_row: dict, config: SprBenchConfig) -> float | None:
+    """Peak KV tokens of an SpR run (live rows x (prompt + tokens) at each decision) over a BoN-batch_n batch's
+    (batch_n x (prompt + longest answer)); the prompt cancels out only approximately, so it is estimated from
+    the usage: prefill per problem."""
+    rounds = spr_row.get("rounds") or []
+    if not rounds:
+        return None
+    prompt = bon_row["usage"].get("num_prefill_tokens", 0) or 0
+    peak = max((r["num_live"] + r["num_finished"]) * (prompt + r["num_tokens"]) for r in rounds)
+    memory = config.batch_n * (prompt + config.max_tokens)
+    return peak / memory if memory else None
 
 
 def _first_n(by: dict, method: str, ids: list[str]) -> int:
@@ -401,6 +518,7 @@ def _first_n(by: dict, method: str, ids: list[str]) -> int:
 def _summarize(method: str, n: int, alpha: float | None, per: list, baseline: dict, scored: list[str], has_gold: bool) -> SprBenchRow:
     k = max(len(per), 1)
     scores = [improvement_score(chosen["score"] or 0.0, baseline[pid]) for pid, chosen, *_ in per if pid in scored]
+    ratios = [x[6] for x in per if x[6] is not None]
     return SprBenchRow(
         method=method,
         n=n,
@@ -413,11 +531,17 @@ def _summarize(method: str, n: int, alpha: float | None, per: list, baseline: di
         mean_compute_tokens=sum(x[2] + x[3] for x in per) / k,
         mean_wall_time=sum(x[4] for x in per) / k,
         perplexity=_mean([_perplexity(chosen) for _, chosen, *_ in per]),
+        mean_batch_steps=sum(x[5] for x in per) / k,
+        memory_ratio=max(ratios) if ratios else None,
     )
 
 
-def format_spr_table(rows: list[SprBenchRow], *, num_problems: int, num_scored: int, baseline_n: int) -> str:
-    header = f"{'method':<9} {'n':>4} {'score':>6} {'reward':>6} {'acc':>5} {'gen tok':>8} {'scored':>8} {'compute':>8} {'wall s':>7} {'ppl':>6} {'BoN-eq':>8} {'speedup':>8} {'wall x':>6} {'gen x':>6}"
+def format_spr_table(rows: list[SprBenchRow], *, num_problems: int, num_scored: int, baseline_n: int, batch_n: int = 32) -> str:
+    w = max([9] + [len(r.method) for r in rows])
+    header = (
+        f"{'method':<{w}} {'n':>4} {'score':>6} {'reward':>7} {'acc':>5} {'gen tok':>8} {'scored':>8} {'compute':>8} {'wall s':>7} {'ppl':>6} "
+        f"{'BoN-eq':>8} {'speedup':>8} {'wall x':>6} {'gen x':>6} | {'steps':>6} {'batch x':>7} {'mem':>5}"
+    )
     lines = [header, "-" * len(header)]
     for r in rows:
         acc = f"{r.accuracy:.3f}" if r.accuracy is not None else "-"
@@ -426,21 +550,27 @@ def format_spr_table(rows: list[SprBenchRow], *, num_problems: int, num_scored: 
         sp = (f"{r.speedup:.2f}x" + ("*" if r.extrapolated else "")) if r.speedup is not None else "-"
         wx = f"{r.wall_speedup:.2f}x" if r.wall_speedup is not None else "-"
         gx = f"{r.gen_speedup:.2f}x" if r.gen_speedup is not None else "-"
+        bx = f"{r.batch_speedup:.2f}x" if r.batch_speedup is not None else "-"
+        mem = f"{r.memory_ratio:.2f}" if r.memory_ratio is not None else "-"
         lines.append(
-            f"{r.method:<9} {r.n:>4} {r.score:>6.1f} {r.reward:>6.3f} {acc:>5} {r.mean_generated_tokens:>8.0f} {r.mean_scored_tokens:>8.0f} "
-            f"{r.mean_compute_tokens:>8.0f} {r.mean_wall_time:>7.2f} {ppl:>6} {eq:>8} {sp:>8} {wx:>6} {gx:>6}"
+            f"{r.method:<{w}} {r.n:>4} {r.score:>6.1f} {r.reward:>7.3f} {acc:>5} {r.mean_generated_tokens:>8.0f} {r.mean_scored_tokens:>8.0f} "
+            f"{r.mean_compute_tokens:>8.0f} {r.mean_wall_time:>7.2f} {ppl:>6} {eq:>8} {sp:>8} {wx:>6} {gx:>6} | {r.mean_batch_steps:>6.0f} {bx:>7} {mem:>5}"
         )
     lines.append(
         f"score: improvement score, BoN-{baseline_n} = 100 ({num_scored} of {num_problems} problems have a non-zero BoN-{baseline_n} reward range); "
-        "compute = generated + scorer-processed tokens per problem; BoN-eq: BoN compute interpolated (log) to the score; "
+        "token model: compute = generated + scorer-processed tokens per problem; BoN-eq: BoN compute interpolated (log) to the score; "
         "speedup = BoN-eq / compute (* = extrapolated beyond the measured BoN range); wall x: the same in wall time; "
-        "gen x: the same counting generated tokens only."
+        "gen x: the same counting generated tokens only. "
+        f"Paper's GPU-batch model: steps = decode steps of memory-full batches per problem (BoN-N: N/{batch_n} batches of {batch_n} rows one "
+        f"after another, each as long as its longest row; SpR: one batch, as long as its last survivor); batch x = BoN steps interpolated (log) "
+        f"to the score / steps; mem = SpR's peak KV over a BoN-{batch_n} batch's (<= 1: it fits the memory the model assumes)."
     )
     return "\n".join(lines)
 
 
 def plot_spr(rows: list[SprBenchRow], out_dir: Path, *, title: str = "", baseline_n: int | None = None) -> list[Path]:
-    """spr_vs_bon.png: improvement score (and accuracy, when known) against compute, BoN per N, SpR per alpha."""
+    """spr_vs_bon.png: improvement score against compute in the token model and in the paper's GPU-batch model
+    (and accuracy, when known), BoN per N, SpR per method."""
     if not rows:
         return []
     import matplotlib
@@ -451,23 +581,27 @@ def plot_spr(rows: list[SprBenchRow], out_dir: Path, *, title: str = "", baselin
 
     out_dir.mkdir(parents=True, exist_ok=True)
     has_acc = any(r.accuracy is not None for r in rows)
-    fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(12 if has_acc else 7, 4.5), dpi=120, squeeze=False)
-    panels = [("score", f"improvement score (BoN-{baseline_n} = 100)")] + ([("accuracy", "accuracy")] if has_acc else [])
+    panels = [
+        ("score", "mean_compute_tokens", f"improvement score (BoN-{baseline_n} = 100)", "compute per problem (generated + scored tokens)", "speedup"),
+        ("score", "mean_batch_steps", f"improvement score (BoN-{baseline_n} = 100)", "GPU-batch model: decode steps of memory-full batches", "batch_speedup"),
+    ] + ([("accuracy", "mean_compute_tokens", "accuracy", "compute per problem (generated + scored tokens)", None)] if has_acc else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.8), dpi=120, squeeze=False)
     bon = [r for r in rows if r.method == "bon"]
     spr = [r for r in rows if r.method != "bon"]
-    for ax, (key, label) in zip(axes[0], panels):
-        ax.plot([r.mean_compute_tokens for r in bon], [getattr(r, key) for r in bon], marker="o", color="tab:blue", label="best-of-N")
+    colors = ["tab:red", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"]
+    for ax, (key, xkey, ylabel, xlabel, speed) in zip(axes[0], panels):
+        ax.plot([getattr(r, xkey) for r in bon], [getattr(r, key) for r in bon], marker="o", color="tab:blue", label="best-of-N")
         for r in bon:
-            ax.annotate(f"N={r.n}", (r.mean_compute_tokens, getattr(r, key)), textcoords="offset points", xytext=(4, -10), fontsize=7)
-        for r, color in zip(spr, ["tab:red", "tab:orange", "tab:green", "tab:purple", "tab:brown"]):
-            sp = f", {r.speedup:.2g}x" if key == "score" and r.speedup is not None else ""
-            ax.scatter([r.mean_compute_tokens], [getattr(r, key)], marker="*", s=140, color=color, zorder=3, label=f"SpR n={r.n}, alpha={r.alpha:g}{sp}")
+            ax.annotate(f"N={r.n}", (getattr(r, xkey), getattr(r, key)), textcoords="offset points", xytext=(4, -10), fontsize=7)
+        for i, r in enumerate(spr):
+            sp = f", {getattr(r, speed):.2g}x" if speed and getattr(r, speed) is not None else ""
+            ax.scatter([getattr(r, xkey)], [getattr(r, key)], marker="*", s=140, color=colors[i % len(colors)], zorder=3, label=f"{r.method} (n={r.n}){sp}")
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels overlap on short ranges
-        ax.set_xlabel("compute per problem (generated + scored tokens)")
-        ax.set_ylabel(label)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

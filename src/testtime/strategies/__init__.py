@@ -5,6 +5,7 @@ from __future__ import annotations
 from .._errors import UnknownNameError
 from ._base import DEFAULT_SAMPLING, SamplingStrategy, SamplingStrategyParams, Strategy, problem_seed
 from ._select import best_of_n, majority_vote, weighted_vote
+from ._spec import parse_strategy_spec
 from ._step_search import StepSearch, StepSearchParams
 from ._types import Candidate, SolveResult, Usage
 from .adaptive import AdaptiveConsistency, AdaptiveParams
@@ -15,7 +16,7 @@ from .deepconf_online import DeepConfOnline, DeepConfOnlineParams
 from .dvts import DVTS, DVTSParams
 from .greedy import Greedy
 from .majority import MajorityVote
-from .optimal import OptimalStrategy, Policy, PolicyEntry
+from .optimal import OptimalStrategy, Policy, PolicyEntry, build_strategy
 from .particle_filter import ParticleFilter, ParticleFilterParams
 from .speculative_rejection import SpeculativeRejection, SpeculativeRejectionParams
 from .weighted import WeightedBestOfN
@@ -53,7 +54,10 @@ __all__ = [
     "Usage",
     "WeightedBestOfN",
     "best_of_n",
+    "build_strategy",
     "get_strategy",
+    "make_strategy",
+    "parse_strategy_spec",
     "majority_vote",
     "problem_seed",
     "weighted_vote",
@@ -77,6 +81,20 @@ STRATEGIES: dict[str, type[Strategy]] = {
 
 
 def get_strategy(name: str) -> type[Strategy]:
-    if name not in STRATEGIES:
-        raise UnknownNameError("strategy", name, STRATEGIES)
-    return STRATEGIES[name]
+    """The class of a registered strategy; a spec (`deepconf:keep=0.9`) gives its base strategy's class."""
+    base = parse_strategy_spec(name)[0] if ":" in name else name
+    if base not in STRATEGIES:
+        raise UnknownNameError("strategy", base, STRATEGIES)
+    return STRATEGIES[base]
+
+
+def make_strategy(spec: str, engine, scorer=None, *, sampling=DEFAULT_SAMPLING, seed: int = 0, **kwargs) -> Strategy:
+    """An instance from a name or a spec `NAME[:KEY=VALUE]...` (the keys: fields of its params class). With
+    overrides, the instance's `name` is the whole spec, so its eval rows are told apart from the default's."""
+    name, params = parse_strategy_spec(spec)
+    if not params:
+        cls = get_strategy(name)
+        return cls(engine, scorer if cls.needs_scorer else None, sampling=sampling, seed=seed, **kwargs)
+    strategy = build_strategy(name, engine, scorer, params, sampling=sampling, seed=seed)
+    strategy.name = spec.strip()
+    return strategy

@@ -31,11 +31,20 @@ from ..engines import Engine, Request, SamplingParams
 from ..grading import group_answers
 from ..scorers import Scorer
 from ..tasks import Problem
-from ._base import DEFAULT_SAMPLING, Strategy, as_problem_list, check_budget, in_groups, problem_seed, split_usage, to_candidate
+from ._base import (
+    DEFAULT_SAMPLING,
+    Strategy,
+    as_problem_list,
+    check_budget,
+    in_groups,
+    problem_seed,
+    split_usage,
+    to_candidate,
+)
 from ._select import majority_vote
 from ._types import Candidate, SolveResult
 
-__all__ = ["AdaptiveConsistency", "AdaptiveParams", "STOPPING_RULES", "beta_stop_probability", "dirichlet_stop_probability"]
+__all__ = ["AdaptiveConsistency", "AdaptiveParams", "STOPPING_RULES", "beta_stop_probability", "dirichlet_stop_probability", "stop_probability"]
 
 STOPPING_RULES = ("beta", "dirichlet")
 DIRICHLET_DRAWS = 4000
@@ -95,6 +104,14 @@ def dirichlet_stop_probability(counts: Sequence[int], *, draws: int = DIRICHLET_
     return float(np.mean(shares.argmax(1) == 0))
 
 
+def stop_probability(candidates: Sequence[Candidate], rule: str) -> float:
+    """The stopping rule's probability that the leading answer among `candidates` is the true majority."""
+    counts = _class_counts([c.answer for c in candidates])
+    if rule == "beta":
+        return beta_stop_probability(counts)
+    return dirichlet_stop_probability(counts, seed=sum(counts))
+
+
 class AdaptiveConsistency(Strategy):
     """Adaptive self-consistency; see the module docstring. `SolveResult.details` says how many samples were
     drawn and the stopping probability at the end."""
@@ -107,10 +124,7 @@ class AdaptiveConsistency(Strategy):
         self.params = params or AdaptiveParams()
 
     def stop_probability(self, candidates: Sequence[Candidate]) -> float:
-        counts = _class_counts([c.answer for c in candidates])
-        if self.params.rule == "beta":
-            return beta_stop_probability(counts)
-        return dirichlet_stop_probability(counts, seed=sum(counts))
+        return stop_probability(candidates, self.params.rule)
 
     def solve(self, problems: Problem | Sequence[Problem], budget: int | None = None) -> list[SolveResult]:
         probs = as_problem_list(problems)

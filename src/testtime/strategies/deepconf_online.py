@@ -37,7 +37,17 @@ from ..engines import ConfidenceStop, Engine, Request, SamplingParams
 from ..grading import group_answers
 from ..scorers import Scorer
 from ..tasks import Problem
-from ._base import DEFAULT_SAMPLING, Strategy, as_problem_list, check_budget, in_groups, problem_seed, split_usage, to_candidate, with_logprobs
+from ._base import (
+    DEFAULT_SAMPLING,
+    Strategy,
+    as_problem_list,
+    check_budget,
+    in_groups,
+    problem_seed,
+    split_usage,
+    to_candidate,
+    with_logprobs,
+)
 from ._confidence import ConfidenceParams, candidate_confidence, confidence_threshold, vote_weight
 from ._select import best_of_n, weighted_vote
 from ._types import Candidate, SolveResult

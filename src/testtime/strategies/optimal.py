@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import bisect
 import json
-import typing
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -34,6 +33,7 @@ from ..engines import Engine, SamplingParams
 from ..scorers import REDUCTIONS, Scorer, reduce_scores
 from ..tasks import Problem
 from ._base import DEFAULT_SAMPLING, SamplingStrategy, SamplingStrategyParams, Strategy, as_problem_list
+from ._spec import params_for
 from ._types import Candidate, SolveResult
 
 __all__ = ["OptimalStrategy", "Policy", "PolicyEntry", "POLICY_VERSION", "DEFAULT_NUM_PROBE", "level_from_edges", "reselect_with_probe"]
@@ -193,15 +193,7 @@ def build_strategy(name: str, engine: Engine, scorer: Scorer | None, params: dic
     from . import get_strategy  # the registry imports this module
 
     cls = get_strategy(name)
-    kwargs = {}
-    if params:
-        ptype = getattr(cls, "params_class", None)  # searches name their params class
-        if ptype is None:
-            ptype = typing.get_type_hints(cls.__init__).get("params")
-            ptype = next((a for a in typing.get_args(ptype) if isinstance(a, type)), ptype)  # unwrap `X | None`
-        if not isinstance(ptype, type):
-            raise ValidationError(f"strategy {name!r} takes no params, but the policy gives {params}.", parameter="params", value=params)
-        kwargs["params"] = ptype(**params)
+    kwargs = {"params": params_for(cls, name, params)} if params else {}
     return cls(engine, scorer if cls.needs_scorer else None, sampling=sampling, seed=seed, **kwargs)
 
 

@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from .._errors import ValidationError, check
-from ..engines import Engine, Request, SamplingParams
+from ..engines import Engine, PromptEncoder, Request, SamplingParams
 from ..grading import extract_answer
 from ..scorers import REDUCTIONS, STEP_SEPARATOR, Scorer, ScoreRequest, reduce_scores
 from ..tasks import Problem
@@ -201,14 +201,13 @@ class SpeculativeRejection(Strategy):
 
     # -- planning ---------------------------------------------------------------------------------------
     def _prompt_tokens(self, problems: Sequence[Problem]) -> list[int]:
-        encode = getattr(self.engine, "encode", None)
-        if encode is None:
+        if not isinstance(self.engine, PromptEncoder):
             raise ValidationError(
                 f"memory-triggered decision points count the prompt's KV cache, which needs the in-process engine, not {self.engine!r}; use `decision_tokens` instead of `kv_budget`.",
                 parameter="kv_budget",
                 value=self.params.kv_budget,
             )
-        return [len(encode(Request(messages=p.chat()))) for p in problems]
+        return [len(self.engine.encode(Request(messages=p.chat()))) for p in problems]
 
     def _budget(self) -> int | None:
         b = self.params.kv_budget

@@ -14,6 +14,7 @@ from typing import Any
 
 from .._errors import UnknownNameError, ValidationError
 from ._problem import Problem
+from .alpaca_farm import AlpacaFarmTask
 from .arith import ArithTask
 from .gsm8k import Gsm8kTask
 from .instructions import InstructionsTask
@@ -28,6 +29,7 @@ TASKS: dict[str, type] = {
     "gsm8k": Gsm8kTask,
     "jsonl": JsonlTask,
     "instructions": InstructionsTask,
+    "alpaca_farm": AlpacaFarmTask,
 }
 
 
@@ -37,6 +39,7 @@ def load_task(
     split: str = "test",
     data: str | Path | None = None,
     limit: int | None = None,
+    offset: int = 0,
     levels: Sequence[int] | None = None,
     seed: int = 0,
     system_prompt: str | None = None,
@@ -50,6 +53,8 @@ def load_task(
         data: a local JSONL file instead of the hub (math500, gsm8k; required for jsonl; arith takes none).
         limit: at most this many problems (the first ones; arith interleaves levels so any limit is
             balanced). None: the whole split (arith: 100 per level).
+        offset: skip this many problems first (with `limit`, problems offset .. offset + limit - 1), so one
+            file can hold a tuning part and a test part.
         levels: keep only these difficulty levels 1..5 (arith, math500, jsonl with `level_field`).
         seed: the arith generator's seed; data set tasks ignore it (their rows are fixed).
         system_prompt: replaces the task's default system prompt; "" sends no system turn.
@@ -85,7 +90,10 @@ def load_task(
                 value=levels,
             )
         levels = sorted(set(levels))
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise ValidationError(f"`offset` must be an integer >= 0, got {offset!r}.", parameter="offset", value=offset)
     task = cls(**fields)
-    return task.load(
-        split=split, data=data, limit=limit, levels=levels, seed=seed, system_prompt=system_prompt
+    problems = task.load(
+        split=split, data=data, limit=None if limit is None else offset + limit, levels=levels, seed=seed, system_prompt=system_prompt
     )
+    return problems[offset:]

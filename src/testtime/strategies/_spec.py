@@ -1,0 +1,53 @@
+"""Strategy specs: a registered name with parameter overrides, `NAME[:KEY=VALUE]...`.
+
+`deepconf-online:keep=0.9:warmup=8` is online DeepConf-high with 8 warm-up traces. The keys are the fields of
+the strategy's params class (`DeepConfOnlineParams`), which validates the values; the spec string names the
+strategy's rows in an eval, so two variants of one strategy can run side by side.
+"""
+
+from __future__ import annotations
+
+import ast
+import typing
+from dataclasses import fields
+
+from .._errors import ValidationError
+
+__all__ = ["parse_strategy_spec", "params_for"]
+
+
+def _value(text: str):
+    try:
+        return ast.literal_eval(text)  # numbers, None, True/False, lists
+    except (ValueError, SyntaxError):
+        return text  # a bare word: a string value (metric=tail)
+
+
+def parse_strategy_spec(spec: str) -> tuple[str, dict]:
+    """`"name:key=value:key=value"` -> (name, {key: value}); values parse as Python literals, else strings."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValidationError(f"a strategy spec is NAME or NAME:KEY=VALUE[:KEY=VALUE...], got {spec!r}.", parameter="strategy", value=spec)
+    name, *parts = spec.strip().split(":")
+    params: dict = {}
+    for part in parts:
+        key, sep, text = part.partition("=")
+        if not sep or not key.strip() or not text.strip():
+            raise ValidationError(f"strategy spec {spec!r}: {part!r} is not KEY=VALUE (e.g. deepconf:keep=0.9).", parameter="strategy", value=spec)
+        params[key.strip()] = _value(text.strip())
+    return name, params
+
+
+def params_for(cls: type, name: str, params: dict):
+    """An instance of strategy class `cls`'s params class with `params` as its fields; an unknown key is a
+    ValidationError that lists the known ones."""
+    ptype = getattr(cls, "params_class", None)
+    if ptype is None:  # the sampling strategies declare theirs on __init__
+        ptype = typing.get_type_hints(cls.__init__).get("params")
+        ptype = next((a for a in typing.get_args(ptype) if isinstance(a, type)), ptype)  # unwrap `X | None`
+    if not isinstance(ptype, type):
+        raise ValidationError(f"strategy {name!r} takes no parameters, got {params}.", parameter="params", value=params)
+    known = [f.name for f in fields(ptype)]
+    unknown = [k for k in params if k not in known]
+    if unknown:
+        raise ValidationError(f"strategy {name!r} has no parameter {unknown[0]!r}; its parameters are: {', '.join(known)}.", parameter=unknown[0], value=params[unknown[0]])
+    return ptype(**params)
