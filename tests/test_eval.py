@@ -161,7 +161,7 @@ def test_wilson_interval():
 @pytest.mark.parametrize(
     "argv, code, message",
     [
-        pytest.param(["eval", "--task", "nope"], 2, "error: unknown task 'nope'; choose one of: arith, gsm8k, instructions, jsonl, math500", id="task"),
+        pytest.param(["eval", "--task", "nope"], 2, "error: unknown task 'nope'; choose one of: alpaca_farm, arith, gsm8k, instructions, jsonl, math500", id="task"),
         pytest.param(["eval", "--strategy", "majority,magic"], 2, f"error: unknown strategy 'magic'; choose one of: {', '.join(sorted(STRATEGIES))}", id="strategy"),
         pytest.param(["eval", "--n", "1,0"], 2, "error: budgets --n must be integers >= 1, got 0.", id="n-zero"),
         pytest.param(["eval", "--temperature", "-1"], 2, "error: `temperature` must be >= 0, got -1.0.", id="temperature"),
