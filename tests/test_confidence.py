@@ -141,8 +141,8 @@ def confident_engine(profiles: dict[str, list[list[float]]]) -> ScriptedEngine:
         q = request.messages[-1]["content"]
         if request.partial:
             j = int(request.partial[1:3])
-        else:
-            j = handed[q]
+        else:  # rows start in order; a second run on the same engine starts again at candidate 0
+            j = handed[q] % len(profiles[q])
             handed[q] += 1
         prof = profiles[q][j]
         text = f"#{j:02d}#" + "x" * (len(prof) - 4)

@@ -176,3 +176,31 @@ def test_cli_bad_input_is_one_line(argv, match, capsys):
     import re
 
     assert re.search(match, err)
+
+
+def test_spr_replay_on_stored_bon_samples_equals_the_live_strategy(tmp_path):
+    """The likelihood reward: SpR on n of BoN's stored samples, replayed, equals SpR run live (schedule and
+    memory-triggered), candidate for candidate."""
+    from test_confidence import confident_engine
+
+    from testtime.eval.spr_replay import simulate_spr
+    from testtime.scorers import load_scorer
+    from testtime.strategies import SpeculativeRejection, SpeculativeRejectionParams
+
+    profiles = {"q": [[-0.1 * (1 + (j * 7) % 5)] * 6 + [-0.05 * (1 + (j * 3) % 7)] * (10 + 5 * (j % 4)) for j in range(8)]}
+    problem = Problem(id="p", question="q")
+    config = SprBenchConfig(task="fake", limit=None, bon_n=[2, 4, 8], n=8, alphas=[0.5], decision_tokens=[5, 9], chunk=1, out=str(tmp_path / "b"), max_tokens=64)
+    run_spr_bench(config, engine=confident_engine(profiles), scorer=load_scorer("confidence:logprob"), problems=[problem], progress=False, log=lambda s: None)
+    rows = {r["method"]: r for r in map(json.loads, (tmp_path / "b" / "results.jsonl").read_text().splitlines())}
+    for params, kv in [(SpeculativeRejectionParams(n=8, alpha=0.5, decision_tokens=[5, 9]), None), (SpeculativeRejectionParams(n=8, alpha=0.7, decision_tokens=[3, 4, 12]), None), (SpeculativeRejectionParams(n=8, alpha=0.5, kv_budget=120), 120)]:
+        engine = confident_engine(profiles)
+        engine.encode = lambda request: list(request.messages[-1]["content"])  # a one-token prompt, for the memory rule
+        live_spr = SpeculativeRejection(engine, load_scorer("confidence:logprob"), params=params)
+        live = live_spr.solve(problem)[0]
+        prompt = 1 if kv else 0  # the scripted engine's prompt: the one-character question
+        replay = simulate_spr(rows["bon"]["candidates"], params, kv=kv, prompt=prompt)
+        assert [c["num_tokens"] for c in replay["candidates"]] == [c.num_tokens for c in live.candidates]
+        assert [c["score"] for c in replay["candidates"]] == pytest.approx([c.score for c in live.candidates])
+        assert replay["selected"] == live.selected and replay["usage"]["num_generated_tokens"] == live.usage.num_generated_tokens
+        assert [list(r.values()) for r in replay["rounds"]] == [[x.num_tokens, x.num_live, x.num_finished, x.num_rejected] for x in live_spr.rounds["p"]]
+    assert rows["spr-0.5-n8-d5.9"]["selected"] == simulate_spr(rows["bon"]["candidates"], SpeculativeRejectionParams(n=8, alpha=0.5, decision_tokens=[5, 9]))["selected"]

@@ -36,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for name, module in COMMANDS.items():
         mod = importlib.import_module(f".{module}", __name__)
-        mod.add_arguments(sub.add_parser(name, help=mod.HELP, description=mod.HELP))
+        # `help` is %-formatted by argparse (a "100%" in it would raise), the description is printed as is
+        mod.add_arguments(sub.add_parser(name, help=mod.HELP.replace("%", "%%"), description=mod.HELP))
     return parser
 
 

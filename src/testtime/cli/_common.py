@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["ints", "names", "add_model_args", "add_local_engine_args", "add_task_args", "task_options", "default_max_tokens", "DTYPES"]
+__all__ = ["ints", "names", "strategy_help", "scorer_help", "add_model_args", "add_local_engine_args", "add_task_args", "task_options", "default_max_tokens", "DTYPES"]
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -23,11 +23,28 @@ def names(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
 
+def strategy_help() -> str:
+    """The registered strategies, for --strategy's help (generated, so a new strategy is listed)."""
+    from ..strategies import STRATEGIES
+
+    return ", ".join(STRATEGIES) + "; a spec NAME:KEY=VALUE[:KEY=VALUE] sets fields of the strategy's params (deepconf:keep=0.9)"
+
+
+def scorer_help() -> str:
+    """The scorer families, for --scorer's help (generated from the registry)."""
+    from ..scorers import CONFIDENCE_METRICS, SCORERS
+
+    names = [n for n in SCORERS if n != "confidence"]
+    return (
+        "scorer for the ranking strategies: default (the task's own reward if it has one, else the built-in PRM head, else self-eval), "
+        f"{', '.join(names)}, a head's PATH.safetensors, or confidence:METRIC (no model: the generator's own logprobs; "
+        f"METRIC one of {', '.join(CONFIDENCE_METRICS)})"
+    )
+
+
 def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="default", help="'default' (embedded SmolLM2-135M-Instruct), a local directory or a hub id (default: %(default)s)")
-    p.add_argument("--scorer", default="default", help="scorer for the ranking strategies: default (the built-in PRM head, else self-eval), prm-head, "
-                   "a head's PATH.safetensors, self-eval, rlhflow, math-shepherd, qwen-prm, skywork-prm, orm, remote, oracle "
-                   "(default: %(default)s)")
+    p.add_argument("--scorer", default="default", help=scorer_help() + " (default: %(default)s)")
     p.add_argument("--max-tokens", type=int, default=None, help="new tokens per candidate (default: 512, arith 384)")
     p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default: %(default)s)")
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (default: %(default)s)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from ._common import add_model_args, add_task_args, ints, names, run_eval_from_args
+from ._common import add_model_args, add_task_args, ints, names, run_eval_from_args, strategy_help
 from ._engine_args import add_engine_args
 
 HELP = "evaluate strategies at several budgets on a task (resumable)"
@@ -12,7 +12,7 @@ HELP = "evaluate strategies at several budgets on a task (resumable)"
 
 def add_arguments(p) -> None:
     add_task_args(p)
-    p.add_argument("--strategy", type=names, default=["majority", "bon", "weighted"], help="comma-separated: greedy, majority, bon, weighted, beam, dvts, pf (default: majority,bon,weighted)")
+    p.add_argument("--strategy", type=names, default=["majority", "bon", "weighted"], help="comma-separated: " + strategy_help() + " (default: majority,bon,weighted)")
     p.add_argument("--n", type=ints("--n"), default=[1, 2, 4, 8, 16], help="budgets, comma-separated (default: 1,2,4,8,16)")
     p.add_argument("--seed", type=ints("--seed"), default=[0], help="seeds, comma-separated (default: 0)")
     p.add_argument("--out", default=None, help="run directory; rerunning the same command resumes it (default: runs/<task>, runs/<task>-shardIofK with --shard)")

@@ -49,7 +49,14 @@ def prior_strength_arg(text: str) -> float | str:
 
 def run(args) -> int:
     from ..eval.difficulty import Difficulty, compute_difficulty
-    from ..eval.optimize import candidate_variants, extra_run_rows, format_policy, in_sample_accuracy, learn_policy, merge_rows
+    from ..eval.optimize import (
+        candidate_variants,
+        extra_run_rows,
+        format_policy,
+        in_sample_accuracy,
+        learn_policy,
+        merge_rows,
+    )
 
     candidate_variants(args.strategies)  # bad names and numbers fail before the model loads
     prior = prior_strength_arg(args.prior_strength)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .._errors import UnknownNameError
-from ._common import add_model_args
+from ._common import add_model_args, strategy_help
 from ._engine_args import make_local_engine
 
 HELP = "answer one question and show the candidates"
@@ -12,7 +12,7 @@ HELP = "answer one question and show the candidates"
 def add_arguments(p) -> None:
     p.add_argument("question", help="the problem text")
     p.add_argument("--task", default="math500", help="whose prompt to use: math500, gsm8k or arith (default: %(default)s)")
-    p.add_argument("--strategy", default="weighted", help="greedy, majority, bon, weighted, beam, dvts or pf (default: %(default)s)")
+    p.add_argument("--strategy", default="weighted", help=strategy_help() + " (default: %(default)s)")
     p.add_argument("--n", type=int, default=8, help="candidates (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
     add_model_args(p)

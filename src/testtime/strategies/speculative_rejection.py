@@ -46,6 +46,8 @@ from ._types import Candidate, SolveResult
 
 __all__ = [
     "AUTO",
+    "keep_count",
+    "next_decision_point",
     "DEFAULT_DECISION_TOKENS",
     "Round",
     "SELECTIONS",
@@ -173,6 +175,21 @@ def kv_token_budget(engine, *, memory_fraction: float = DEFAULT_MEMORY_FRACTION)
     return int(free * memory_fraction) // per_token
 
 
+def next_decision_point(params: SpeculativeRejectionParams, num_tokens: int, num_rows: int, prompt: int, kv: int | None) -> int | None:
+    """Tokens per live row at the next decision point; None runs the survivors to the end."""
+    if kv is None:
+        return next((t for t in params.decision_tokens if t > num_tokens), None)
+    # Memory-triggered (the paper's Algorithm 1): the batch is full when rows x (prompt + new tokens) = budget.
+    # When rejection can no longer free room (one survivor per prompt), survivors run to the end.
+    room = kv // max(num_rows, 1) - prompt
+    return room if room > num_tokens else None
+
+
+def keep_count(alpha: float, num_live: int) -> int:
+    """Live candidates kept at a decision: the top (1 - alpha), rounded to nearest, at least one (Algorithm 1)."""
+    return max(1, math.floor((1 - alpha) * num_live + 0.5)) if num_live else 0
+
+
 class SpeculativeRejection(Strategy):
     """Best-of-N with early rejection of low-reward partial candidates; see the module docstring.
 
@@ -246,13 +263,7 @@ class SpeculativeRejection(Strategy):
         return out
 
     def _next_point(self, num_tokens: int, num_rows: int, prompt: int, kv: int | None) -> int | None:
-        """Tokens per live row at the next decision point; None runs the survivors to the end."""
-        if kv is None:
-            return next((t for t in self.params.decision_tokens if t > num_tokens), None)
-        # Memory-triggered (the paper's Algorithm 1): the batch is full when rows x (prompt + new tokens) = budget.
-        # When rejection can no longer free room (one survivor per prompt), survivors run to the end.
-        room = kv // max(num_rows, 1) - prompt
-        return room if room > num_tokens else None
+        return next_decision_point(self.params, num_tokens, num_rows, prompt, kv)
 
     def _solve_batch(self, problems: list[Problem], n: int, kv: int | None) -> list[SolveResult]:
         t0 = time.perf_counter()
@@ -298,9 +309,7 @@ class SpeculativeRejection(Strategy):
                         c.answer = extract_answer(comp.text, last_number=p.last_number_fallback)
                     else:
                         live.append(r)
-                # Keep the top (1 - alpha) of the live candidates, rounded to nearest, at least one
-                # (Algorithm 1); ties go to the lower candidate index.
-                num_keep = max(1, math.floor((1 - self.params.alpha) * len(live) + 0.5)) if live else 0
+                num_keep = keep_count(self.params.alpha, len(live))
                 ranked = sorted(live, key=lambda r: (-cands[i][origin[r][1]].score, origin[r][1]))
                 kept = sorted(ranked[:num_keep])
                 keep += kept
