@@ -523,3 +523,26 @@ def test_step_level_and_early_stopping_strategies_run_against_serve(name):
         remote.close()
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("spec, scorer", [("deepconf", None), ("deepconf-online:warmup=2:window=4:check_every=8", None), ("adaptive:wave=2", None), ("spr", "confidence:logprob")])
+def test_confidence_strategies_on_the_tiny_model_through_serve(bpe, spec, scorer):
+    """Every early-stopping strategy, and SpR with the likelihood reward, through `OpenAIEngine` -> `testtime
+    serve` -> the tiny model: the same candidates, answers and token counts as over the in-process model seen
+    through the wire (`Wire`)."""
+    from testtime.scorers import load_scorer
+    from testtime.strategies import SpeculativeRejectionParams, make_strategy
+
+    problem = Problem(id="q", question="Tom has 5 apples", answer="5")
+    sampling = SamplingParams(temperature=1.0, max_tokens=24)
+    results = []
+    for eng in (bpe.engine(), Wire(bpe.ref)):
+        s = make_strategy(spec, eng, load_scorer(scorer) if scorer else None, sampling=sampling, seed=3)
+        if spec == "spr":
+            s.params = SpeculativeRejectionParams(n=6, alpha=0.5, decision_tokens=[6, 12])
+        results.append(s.solve(problem, 6)[0])
+    a, b = results
+    assert [(c.text, c.num_tokens, c.finish_reason) for c in a.candidates] == [(c.text, c.num_tokens, c.finish_reason) for c in b.candidates]
+    assert (a.selected, a.answer, a.usage.num_generated_tokens) == (b.selected, b.answer, b.usage.num_generated_tokens)
+    if not spec.startswith("adaptive"):  # adaptive votes on answers and asks for no logprobs
+        assert all(c.logprobs is not None and len(c.logprobs) == c.num_tokens for c in a.candidates if c.num_tokens)
