@@ -121,3 +121,24 @@ def test_a_run_without_traces_says_how_to_get_them(tmp_path):
     run_eval(EvalConfig(task="fake", strategies=["majority"], n=[2], out=str(tmp_path / "r"), **SAMPLING_KW), engine=ScriptedEngine(lambda *a: "\\boxed{5}"), problems=PROBLEMS[:1], progress=False, log=lambda s: None)
     with pytest.raises(DataError, match="without a stored trace"):
         load_stored(tmp_path / "r")
+
+
+def test_mcnemar_exact_two_sided_by_hand():
+    from testtime.eval._metrics import mcnemar_p
+
+    assert mcnemar_p(0, 0) == 1.0
+    assert mcnemar_p(5, 0) == mcnemar_p(0, 5) == 2 / 32  # both tails of Binomial(5, 1/2)
+    assert mcnemar_p(3, 1) == 2 * (1 + 4) / 16
+    assert mcnemar_p(2, 2) == 1.0
+
+
+def test_live_rows_compared_with_majority_on_the_same_problems(stored):
+    from testtime.eval.replay import compare_stored
+
+    rows = {r.rule: r for r in compare_stored(stored)}
+    stored_rows = [json.loads(line) for line in (stored / "results.jsonl").read_text().splitlines()]
+    dc = [r["by_n"]["8"]["correct"] for r in stored_rows if r["strategy"] == "deepconf"]
+    mj = [r["by_n"]["8"]["correct"] for r in stored_rows if r["strategy"] == "majority"]
+    assert rows["majority"].accuracy == sum(mj) / 3 and rows["deepconf"].accuracy == sum(dc) / 3
+    assert (rows["deepconf"].only_rule, rows["deepconf"].only_majority) == (sum(a and not b for a, b in zip(dc, mj)), sum(b and not a for a, b in zip(dc, mj)))
+    assert rows["deepconf"].tokens_vs_majority == 1.0

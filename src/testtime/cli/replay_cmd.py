@@ -23,7 +23,7 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from .._errors import ValidationError
-    from ..eval.replay import calibration, format_replay, load_stored, replay_rules, write_replay
+    from ..eval.replay import calibration, compare_stored, format_replay, load_stored, replay_rules, write_replay
     from ..strategies import (
         AdaptiveConsistency,
         DeepConf,
@@ -52,7 +52,10 @@ def run(args) -> int:
     calib = calibration(problems)
     rows = replay_rules(problems, ns, rules)
     print(format_replay(rows, calib))
+    live = compare_stored(args.run, baseline=args.source)
+    print(f"\nStrategies the run ran (live), against {args.source} at the same n on the same problems:\n")
+    print(format_replay(live))
     out = args.out or args.run
-    write_replay(Path(out), rows, calib)
+    write_replay(Path(out), rows, calib, live)
     print(f"replay: {os.path.join(out, 'replay.json')}")
     return 0

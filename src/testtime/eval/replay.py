@@ -36,7 +36,7 @@ from ..tasks import Problem
 from ._metrics import auc, mcnemar_p, wilson_interval
 from ._results import ResultsFile
 
-__all__ = ["StoredProblem", "load_stored", "calibration", "replay_rules", "ReplayRow", "simulate_online", "format_replay"]
+__all__ = ["StoredProblem", "load_stored", "calibration", "compare_stored", "replay_rules", "ReplayRow", "simulate_online", "format_replay"]
 
 
 @dataclass
@@ -255,6 +255,30 @@ def replay_rules(problems: Sequence[StoredProblem], ns: Sequence[int], rules: di
     return out
 
 
+def compare_stored(run_dir: str | Path, *, baseline: str = "majority") -> list[ReplayRow]:
+    """The strategies a run actually ran (live rows, every stored budget), each against `baseline` at the same n
+    on the same problems and seed: accuracy, generated tokens, and the paired McNemar test."""
+    rows = ResultsFile(Path(run_dir) / "results.jsonl").load()
+    base = {(r["problem_id"], r["seed"], n): at for r in rows if r["strategy"] == baseline for n, at in r["by_n"].items()}
+    groups: dict[tuple[str, int], list[tuple[dict, dict]]] = {}
+    for r in rows:
+        for n, at in r["by_n"].items():
+            b = base.get((r["problem_id"], r["seed"], n))
+            if b is not None:
+                groups.setdefault((r["strategy"], int(n)), []).append((at, b))
+    out = []
+    for (name, n), pairs in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0] != baseline, kv[0][0])):
+        k = len(pairs)
+        right = sum(bool(a["correct"]) for a, _ in pairs)
+        lo, hi = wilson_interval(right, k)
+        only_a = sum(bool(a["correct"]) and not b["correct"] for a, b in pairs)
+        only_b = sum(bool(b["correct"]) and not a["correct"] for a, b in pairs)
+        gen = sum(a["num_generated_tokens"] for a, _ in pairs)
+        base_gen = sum(b["num_generated_tokens"] for _, b in pairs) or 1
+        out.append(ReplayRow(name, n, k, right / k, lo, hi, gen / k, gen / base_gen, only_a, only_b, mcnemar_p(only_a, only_b)))
+    return out
+
+
 def format_replay(rows: Sequence[ReplayRow], calib: Sequence[dict] | None = None) -> str:
     lines = []
     if calib:
@@ -275,7 +299,8 @@ def format_replay(rows: Sequence[ReplayRow], calib: Sequence[dict] | None = None
     return "\n".join(lines)
 
 
-def write_replay(out: Path, rows: Sequence[ReplayRow], calib: Sequence[dict]) -> None:
+def write_replay(out: Path, rows: Sequence[ReplayRow], calib: Sequence[dict], live: Sequence[ReplayRow] = ()) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "replay.json").write_text(json.dumps({"calibration": list(calib), "rules": [asdict(r) for r in rows]}, indent=2))
+    data = {"calibration": list(calib), "rules": [asdict(r) for r in rows], "live": [asdict(r) for r in live]}
+    (out / "replay.json").write_text(json.dumps(data, indent=2))
 
