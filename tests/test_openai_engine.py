@@ -20,6 +20,9 @@ from testtime.serve import ServeConfig, ServerThread, create_app
 from testtime.strategies import MajorityVote, SamplingStrategyParams
 from testtime.tasks import Problem
 
+# The fake servers answer by prompt, not by seed, so n > 1 gives identical completions on purpose here.
+pytestmark = pytest.mark.filterwarnings("ignore:.*came back identical:RuntimeWarning")
+
 STEPS = "Step 1: add.\n\nStep 2: carry.\n\nThe final answer is $\\boxed{12}$."
 
 

@@ -169,7 +169,7 @@ def canned(engine: OpenAIEngine, response: dict) -> list[tuple[str, dict]]:
     """Answer every request with `response` (as `URL` would), recording (path, body)."""
     sent: list[tuple[str, dict]] = []
 
-    async def post(path: str, body: dict):
+    async def post(path: str, body: dict, **kwargs):  # kwargs: the client's options (on_reject, ...)
         sent.append((path, body))
         return URL, json.loads(json.dumps(response))
 

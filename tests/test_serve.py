@@ -107,7 +107,7 @@ def test_openai_client_gets_a_standard_completion_with_real_usage(server):
     [
         pytest.param({"strategy": "bon", "return_candidates": True}, {}, ("bon", 4, "7"), id="body-strategy"),
         pytest.param({}, {"X-Testtime-Strategy": "bon", "X-Testtime-Budget": "3"}, ("bon", 3, "5"), id="headers"),
-        pytest.param({"n": 2}, {}, ("majority", 2, "5"), id="n-is-the-budget"),
+        pytest.param({"n": 1, "budget": 2}, {}, ("majority", 2, "5"), id="n-1-is-accepted"),
         pytest.param({"budget": 2}, {"X-Testtime-Budget": "3"}, ("majority", 2, "5"), id="body-beats-header"),
         pytest.param({"n": 1}, {"X-Testtime-Budget": "3"}, ("majority", 3, "5"), id="header-beats-n"),
         pytest.param({"strategy": "greedy", "budget": 8}, {}, ("greedy", 8, "5"), id="greedy"),
@@ -168,7 +168,10 @@ def test_models_health_and_auth(server):
         pytest.param({"model": "tt", "messages": [{"role": "tool", "content": "x"}]}, {}, 400, "messages[0].role", "`messages[0].role` must be one of system, developer, user, assistant, got 'tool'.", id="role"),
         pytest.param({"model": "tt", "messages": [*ask(), {"role": "assistant", "content": "So"}]}, {}, 400, "messages", "the last message must be from the user, got 'assistant' (to continue an assistant message, send `continue_final_message: true`).", id="last-assistant"),
         pytest.param({"model": "tt", "messages": ask(), "tools": [{"type": "function"}]}, {}, 400, "tools", "`tools` is not supported by testtime serve (got [{'type': 'function'}]); leave it unset.", id="tools"),
-        pytest.param({"model": "tt", "messages": ask(), "temperature": -1}, {}, 400, "temperature", "`temperature` must be >= 0, got -1.0.", id="temperature"),
+        pytest.param({"model": "tt", "messages": ask(), "temperature": -1}, {}, 400, "temperature", "`temperature` must be in [0, 2], got -1.", id="temperature"),
+        pytest.param({"model": "tt", "messages": ask(), "temperature": 5}, {}, 400, "temperature", "`temperature` must be in [0, 2], got 5.", id="temperature-above-openai-range"),
+        pytest.param({"model": "tt", "messages": ask(), "top_p": 0}, {}, 400, "top_p", "`top_p` must be in (0, 1], got 0.", id="top-p-zero"),
+        pytest.param({"model": "tt", "messages": ask(), "n": 2}, {}, 400, "n", "`n` must be 1: testtime serve returns one choice, the strategy's answer over its candidates, got 2; set the number of candidates with `budget` (extra_body) or the X-Testtime-Budget header.", id="n-above-1"),
         pytest.param({"model": "tt", "messages": ask(), "max_tokens": "64"}, {}, 400, "max_tokens", "`max_tokens` must be an integer, got '64'.", id="max-tokens-type"),
         pytest.param({"model": "tt", "messages": ask(), "stream": "yes"}, {}, 400, "stream", "`stream` must be true or false, got 'yes'.", id="stream-type"),
         pytest.param({"model": "tt", "messages": ask(), "top_logprobs": 2}, {}, 400, "top_logprobs", "`top_logprobs` (2) needs `logprobs: true`.", id="top-logprobs-alone"),
@@ -218,8 +221,17 @@ def test_bad_requests_get_a_clear_openai_error(server, body, headers, status, pa
 @pytest.mark.parametrize(
     "raw, status, message",
     [
-        pytest.param(b'{"model": "tt", "messages": [', 400, "the request body is not valid JSON.", id="json"),
+        pytest.param(b'{"model": "tt", "messages": [', 400, "the request body is not valid JSON (UTF-8).", id="json"),
         pytest.param(b'{"model": "tt", "pad": "' + b"x" * 5000 + b'"}', 413, "request body over 4000 bytes (--max-body-bytes).", id="body-size"),
+        # 1999 levels of nesting fit the 4000-byte limit and overflow json's recursion limit (a RecursionError).
+        pytest.param(b"[" * 1999 + b"]" * 1999, 400, "the request body nests JSON arrays or objects too deeply.", id="deeply-nested"),
+        pytest.param(
+            b'{"model": "tt", "messages": [{"role": "user", "content": "hi \\ud800 there"}]}',
+            400, "the request body holds a lone surrogate (\\ud800); strings must be valid Unicode.", id="lone-surrogate",
+        ),
+        pytest.param(b'{"model": "tt", "messages": [{"role": "user", "content": "x"}], "temperature": Infinity}', 400, "`temperature` must be a finite number, got inf.", id="temperature-infinity"),
+        pytest.param(b'{"model": "tt", "messages": [{"role": "user", "content": "x"}], "top_p": NaN}', 400, "`top_p` must be a finite number, got nan.", id="top-p-nan"),
+        pytest.param(b'{"model": "tt", "messages": [{"role": "user", "content": "\xff"}]}', 400, "the request body is not valid JSON (UTF-8).", id="not-utf8"),
     ],
 )
 def test_malformed_bodies(server, raw, status, message):
@@ -439,3 +451,86 @@ def test_reply_logprobs_are_trimmed_to_the_request_and_json_safe():
     events = [json.loads(e[len(b"data: ") :]) for e in stream_events("id", 0, "tt", result, req)[:-1]]
     assert events[1]["choices"][0]["logprobs"] == choice["logprobs"] and events[2]["choices"][0]["stop_reason"] == "aé"
     assert completion_body("id", 0, "tt", result, ChatRequest())["choices"][0]["logprobs"] is None
+
+
+def test_models_retrieve_names_the_served_model_and_404s_others(server):
+    c = client(server)
+    m = c.models.retrieve("tt")
+    assert (m.id, m.object, m.owned_by) == ("tt", "model", "testtime")
+    with pytest.raises(openai.NotFoundError) as info:
+        c.models.retrieve("org/other-model")  # an id with a slash, as hub names have
+    assert info.value.body == {"message": "model 'org/other-model' is not served here; this server serves 'tt'.", "type": "invalid_request_error", "param": "model", "code": "model_not_found"}
+    with pytest.raises(openai.AuthenticationError):
+        client(server, "nope").models.retrieve("tt")
+
+
+def test_prompt_tokens_are_the_prompt_length_alone_or_batched():
+    """OpenAI's `usage.prompt_tokens` is the prompt's length, counted once; not the request's share of a batched
+    prefill (one less, since the last prompt token is decoded, and split by size among batch mates)."""
+    from _tiny import make_llama, make_tokenizer
+
+    from testtime.engines import Request, TransformersEngine
+
+    tok = make_tokenizer()
+    engine = TransformersEngine(make_llama(tok), tokenizer=tok, seed=0)
+    srv = ServerThread(create_app(engine, None, ServeConfig(model_name="tt", batch_window_ms=400, default_max_tokens=8))).start()
+    short, long = ask("hi"), ask("Tom has 5 apples and buys 7 more. How many apples does he have? " * 3)
+    want = [len(engine.encode(Request(messages=m))) for m in (short, long)]
+    try:
+        alone = [post(srv, {"model": "tt", "messages": m, "budget": 2}).json()["usage"]["prompt_tokens"] for m in (short, long)]
+        batched = [r.json()["usage"]["prompt_tokens"] for r in concurrently(srv, [{"model": "tt", "messages": m, "budget": 2} for m in (short, long)])]
+        assert srv.server.config.app.state.batcher.num_batches == 3  # two alone, then one batch of both
+    finally:
+        srv.stop()
+    assert want[0] < want[1]
+    assert alone == batched == want
+
+
+def test_a_client_that_leaves_while_queued_frees_its_slot_and_is_never_solved():
+    backend = Backend()
+    srv = start(backend, max_concurrent_requests=2)
+    try:
+        first = threading.Thread(target=lambda: post(srv, {"model": "tt", "messages": ask("wait")}))
+        first.start()
+        wait_for(srv, lambda h: h["in_flight"] == 1)
+        # The second client gives up while its request is queued behind the blocked worker.
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(srv.url + "/v1/chat/completions", json={"model": "tt", "messages": ask("impatient")}, headers={"Authorization": f"Bearer {KEY}"}, timeout=0.5)
+        wait_for(srv, lambda h: h["in_flight"] == 1)  # its slot is free again at once, not when the worker gets to it
+        third = {}
+        t = threading.Thread(target=lambda: third.setdefault("r", post(srv, {"model": "tt", "messages": ask("patient")})))
+        t.start()
+        wait_for(srv, lambda h: h["in_flight"] == 2)  # admitted: no 429 although two requests were sent before it
+        backend.gate.set()
+        first.join()
+        t.join()
+        assert third["r"].status_code == 200 and third["r"].json()["testtime"]["answer"] == "5"
+        asked = [request.messages[-1]["content"] for request, _ in backend.engine.calls]
+        assert "impatient" not in asked and asked.count("patient") == 1
+    finally:
+        backend.gate.set()
+        srv.stop()
+
+
+def test_requests_still_running_when_the_shutdown_grace_ends_get_a_503_in_openai_format():
+    backend = Backend()
+    srv = ServerThread(create_app(backend.engine, None, ServeConfig(model_name="tt")), graceful_shutdown_s=0.3).start()
+    result = {}
+    t = threading.Thread(target=lambda: result.setdefault("r", httpx.post(srv.url + "/v1/chat/completions", json={"model": "tt", "messages": ask("wait")}, timeout=20)))
+    t.start()
+    wait_for(srv, lambda h: h["in_flight"] == 1)
+    stopper = threading.Thread(target=srv.stop)  # what SIGTERM does: should_exit, then the grace period
+    stopper.start()
+    t.join(20)
+    backend.gate.set()
+    stopper.join()
+    r = result["r"]
+    assert r.status_code == 503 and r.headers["content-type"] == "application/json"
+    assert r.json() == {
+        "error": {
+            "message": "the server shut down before this request finished (graceful-shutdown period over); send it again, to another server",
+            "type": "server_error",
+            "param": None,
+            "code": "shutting_down",
+        }
+    }

@@ -18,7 +18,7 @@ Messages say what is wrong, the offending value, what is allowed, and the fix:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "ScorerError",
     "MissingDependencyError",
     "error_context",
+    "problem_context",
 ]
 
 
@@ -104,4 +105,20 @@ def error_context(label: str) -> Iterator[None]:
         yield
     except TesttimeError as exc:
         exc.context.insert(0, label)
+        raise
+
+
+@contextlib.contextmanager
+def problem_context(problem_ids: Sequence[str]) -> Iterator[None]:
+    """Around an engine call made with one request per problem, in order: an error the engine labelled
+    "request i" (the innermost such label) says "problem <id>" instead, which a user can find in the data."""
+    try:
+        yield
+    except TesttimeError as exc:
+        labels = [k for k, label in enumerate(exc.context) if label.startswith("request ") and label[len("request ") :].isdigit()]
+        if labels:
+            k = labels[-1]
+            i = int(exc.context[k][len("request ") :])
+            if i < len(problem_ids):
+                exc.context[k] = f"problem {problem_ids[i]}"
         raise

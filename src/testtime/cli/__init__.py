@@ -2,7 +2,8 @@
 `run(args) -> int`; `COMMANDS` lists them.
 
 Errors a user can cause end with one line on stderr (`error: ...`) and exit status 2 (bad usage: a value,
-a name) or 1 (a failure: data, model, engine); anything else is a bug and keeps its traceback.
+a name) or 1 (a failure: data, model, engine, a path that cannot be read or written); anything else is a bug
+and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -49,6 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     except TesttimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, (ValidationError, UnknownNameError)) else 1
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        # A path the command was given cannot be read or written (a file where a directory goes, no permission,
+        # a full disk): the user's to fix, so one line, like a TesttimeError.
+        print(f"error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume", file=sys.stderr)
         return 130

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 __all__ = ["ints", "names", "strategy_help", "scorer_help", "add_model_args", "add_local_engine_args", "add_task_args", "task_options", "default_max_tokens", "DTYPES"]
 
@@ -15,6 +16,21 @@ def ints(flag: str):
             return [int(x) for x in text.split(",") if x.strip()]
         except ValueError:
             raise argparse.ArgumentTypeError(f"{flag} takes comma-separated integers, got {text!r}") from None
+
+    return parse
+
+
+def finite(flag: str):
+    """A float flag that refuses inf and nan (argparse's `float` takes both)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{flag} takes a finite number, got {text!r}")
+        return value
 
     return parse
 
@@ -36,7 +52,8 @@ def scorer_help() -> str:
 
     names = [n for n in SCORERS if n != "confidence"]
     return (
-        "scorer for the ranking strategies: default (the task's own reward if it has one, else the built-in PRM head, else self-eval), "
+        "scorer for the ranking strategies: default (in process: the built-in PRM head, else self-eval, which read the model; "
+        "with --engine openai or vllm: confidence:mean, from the logprobs the server returns), "
         f"{', '.join(names)}, a head's PATH.safetensors, or confidence:METRIC (no model: the generator's own logprobs; "
         f"METRIC one of {', '.join(CONFIDENCE_METRICS)})"
     )
@@ -46,8 +63,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="default", help="'default' (embedded SmolLM2-135M-Instruct), a local directory or a hub id (default: %(default)s)")
     p.add_argument("--scorer", default="default", help=scorer_help() + " (default: %(default)s)")
     p.add_argument("--max-tokens", type=int, default=None, help="new tokens per candidate (default: 512, arith 384)")
-    p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default: %(default)s)")
-    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (default: %(default)s)")
+    p.add_argument("--temperature", type=finite("--temperature"), default=0.8, help="sampling temperature (default: %(default)s)")
+    p.add_argument("--top-p", type=finite("--top-p"), default=1.0, help="nucleus sampling mass (default: %(default)s)")
     add_local_engine_args(p)
 
 
@@ -87,8 +104,9 @@ def run_eval_from_args(args, *, strategies: list[str], n: list[int], out: str, b
     the task and call `before_model(config)` (if given) before the model loads, so bad input fails in a second;
     run it; returns (config, the run's result)."""
     from ..eval import EvalConfig, run_eval
+    from ..eval._results import run_dir_lock
     from ..tasks import load_task
-    from ._engine_args import make_engine, make_scorer
+    from ._engine_args import backend_identity, make_engine, make_scorer, resolve_scorer
 
     config = EvalConfig(
         task=args.task,
@@ -99,7 +117,7 @@ def run_eval_from_args(args, *, strategies: list[str], n: list[int], out: str, b
         levels=args.levels,
         strategies=strategies,
         n=n,
-        scorer=args.scorer,
+        scorer=resolve_scorer(args, strategies),
         model=args.model,
         seeds=args.seed,
         max_tokens=default_max_tokens(args),
@@ -113,4 +131,9 @@ def run_eval_from_args(args, *, strategies: list[str], n: list[int], out: str, b
     problems = load_task(config.task, split=config.split, data=config.data, limit=config.limit, offset=config.offset, levels=config.levels, **config.task_options)
     if before_model is not None:
         before_model(config)
-    return config, run_eval(config, engine=make_engine(args), scorer=make_scorer(args), problems=problems, progress=not args.no_progress)
+    # The writer lock before the model loads: a second eval into the same --out, or an --out that cannot be a
+    # directory, fails in a second (run_eval takes the lock again, in the same process).
+    with run_dir_lock(config.out):
+        engine = make_engine(args)
+        config.backend = backend_identity(args, engine)  # what resume checks besides the flags: device, dtype, engine
+        return config, run_eval(config, engine=engine, scorer=make_scorer(args), problems=problems, progress=not args.no_progress)

@@ -2,19 +2,62 @@
 
 Shared by `eval` and `serve`, so shards of an eval can run against a fleet of servers
 (`--engine openai --base-url URL1,URL2`) and `serve` can front one.
+
+The default scorer depends on the engine. In process it is the built-in PRM head (or self-eval), which read the
+generator's hidden states and next-token distribution; a server exposes neither, so with `--engine openai` or
+`vllm` "default" is `confidence:mean` (DeepConf's mean token confidence), computed from the top-k logprobs every
+OpenAI-compatible server returns with the completion: no extra model and no extra request.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
 
 from .._errors import ValidationError
 from ._common import names
 
-__all__ = ["add_engine_args", "make_engine", "make_local_engine", "make_scorer", "ENGINES"]
+__all__ = ["add_engine_args", "make_engine", "make_local_engine", "make_scorer", "backend_identity", "resolve_scorer", "ENGINES", "REMOTE_DEFAULT_SCORER"]
 
 ENGINES = ("transformers", "vllm", "openai")
+REMOTE_DEFAULT_SCORER = "confidence:mean"
+"""What `--scorer default` means on an engine without model access (vllm, openai): see the module docstring."""
+
+
+def json_object(text: str) -> dict:
+    """--extra-body: a JSON object."""
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--extra-body takes a JSON object, e.g. '{{\"min_p\": 0.05}}'; {text!r} is not JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"--extra-body takes a JSON object, got {type(value).__name__} {text!r}")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"--request-timeout takes a number of seconds > 0, got {text!r}")
+    return value
+
+
+def non_negative_int(flag: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = -1
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"{flag} takes an integer >= 0, got {text!r}")
+        return value
+
+    return parse
 
 
 def add_engine_args(p: argparse.ArgumentParser) -> None:
@@ -24,7 +67,11 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--api-key-env", default=None, help="openai engine / remote scorer: name of the environment variable holding the API key (default: send none)")
     g.add_argument("--endpoint", choices=("chat", "completions"), default="chat", help="openai engine: API endpoint; completions applies the chat template here and needs --tokenizer (default: %(default)s)")
     g.add_argument("--tokenizer", default=None, help="openai engine: tokenizer name or directory, for --endpoint completions (default: none)")
+    g.add_argument("--prompt-format", choices=("auto", "ids", "text"), default="auto", help="openai engine, --endpoint completions: send the templated prompt as token ids (exact; vLLM, SGLang) or as text (servers that take only strings, e.g. transformers serve); auto sends ids and switches to text for good when the server refuses them (default: %(default)s)")
     g.add_argument("--no-vllm-extensions", action="store_true", help="openai engine: never send vLLM's extra request fields (for strict servers)")
+    g.add_argument("--extra-body", type=json_object, default=None, help="openai engine: a JSON object merged into every request body, for fields a server needs beyond OpenAI's (docs/serving.md shows the one `transformers serve` needs to sample at all) (default: none)")
+    g.add_argument("--request-timeout", type=positive_seconds, default=600.0, help="openai engine / remote scorer: seconds one HTTP attempt may take before it counts as failed (default: %(default)s)")
+    g.add_argument("--max-retries", type=non_negative_int("--max-retries"), default=4, help="openai engine / remote scorer: retries of a request after a 408/429/5xx, a timeout or a dropped connection; 0 fails at once (default: %(default)s)")
     g.add_argument("--max-concurrency", type=int, default=64, help="openai engine / remote scorer: requests in flight at once (default: %(default)s)")
     g.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm engine: GPUs per model (default: %(default)s)")
     g.add_argument("--scorer-url", type=names, default=None, help="--scorer remote: reward server root URL(s), no /v1 (default: http://127.0.0.1:8001)")
@@ -56,6 +103,10 @@ def make_engine(args):
             tokenizer=args.tokenizer,
             vllm_extensions=not args.no_vllm_extensions,
             max_concurrency=args.max_concurrency,
+            max_retries=args.max_retries,
+            timeout=args.request_timeout,
+            extra_body=args.extra_body,
+            prompt_format=args.prompt_format,
         )
     if args.engine == "vllm":
         from ..engines import VLLMEngine
@@ -64,14 +115,57 @@ def make_engine(args):
     return make_local_engine(args)
 
 
+def check_device(device: str | None) -> None:
+    """--device: a torch device this machine has (a typo or an absent GPU is a one-line error, not a traceback)."""
+    if device is None:
+        return
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError):
+        raise ValidationError(f"--device must be cpu, cuda, cuda:N or mps, got {device!r}.", parameter="device", value=device) from None
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not available.get(kind, False):
+        have = ", ".join(k for k, ok in available.items() if ok)
+        raise ValidationError(f"--device {device!r} is not available on this machine (available: {have}).", parameter="device", value=device)
+
+
 def make_local_engine(args):
     """The in-process engine of `--model`, `--device`, `--dtype` and `--max-batch-size`."""
     import torch
 
     from ..engines import TransformersEngine
 
+    check_device(args.device)
     dtype = None if args.dtype == "auto" else getattr(torch, args.dtype)
     return TransformersEngine(args.model, device=args.device, dtype=dtype, max_batch_size=args.max_batch_size)
+
+
+def resolve_scorer(args, strategies=None) -> str:
+    """The scorer name `--scorer` means with this engine: "default" on a remote engine is `REMOTE_DEFAULT_SCORER`
+    (the in-process default reads the model, which a server does not expose). With `strategies` given and none
+    of them ranking candidates, "default" stays as it is: no scorer runs, and runs stored before this rule
+    recorded "default" and resume unchanged."""
+    from ..strategies import get_strategy
+
+    if strategies is not None and not any(get_strategy(s).needs_scorer for s in strategies):
+        return args.scorer
+    if args.scorer == "default" and getattr(args, "engine", "transformers") != "transformers":
+        return REMOTE_DEFAULT_SCORER
+    return args.scorer
+
+
+def backend_identity(args, engine) -> dict:
+    """What generates the rows, recorded in run.json and checked on resume: the engine kind, and for the
+    in-process engine the device type and dtype it actually runs in (`--dtype auto` is bfloat16 on a GPU and
+    float32 on a CPU); for a server, the endpoint and extra request fields, which change what it returns."""
+    kind = getattr(args, "engine", "transformers")
+    if kind == "transformers":
+        return {"engine": kind, "device": engine.device.type, "dtype": str(engine.model.dtype).removeprefix("torch.")}
+    if kind == "openai":
+        return {"engine": kind, "endpoint": args.endpoint, **({"extra_body": args.extra_body} if args.extra_body else {})}
+    return {"engine": kind}
 
 
 def make_scorer(args):
@@ -96,4 +190,6 @@ def make_scorer(args):
         endpoint=args.scorer_endpoint,
         api_key=_api_key(args),
         max_concurrency=args.max_concurrency,
+        max_retries=args.max_retries,
+        timeout=args.request_timeout,
     )

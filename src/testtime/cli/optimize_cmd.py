@@ -83,7 +83,7 @@ def run(args) -> int:
         task=args.task,
         split=args.split,
         model=args.model,
-        scorer=args.scorer,
+        scorer=config.scorer,
         sampling={"temperature": config.temperature, "top_p": config.top_p, "max_tokens": config.max_tokens},
         sources=[out, *args.extra_runs],
         prior_strength=prior,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import sys
 
-from .._errors import MissingDependencyError, ValidationError
+from .._errors import MissingDependencyError, ValidationError, check
 from ._common import add_model_args
-from ._engine_args import add_engine_args, make_engine, make_scorer
+from ._engine_args import add_engine_args, make_engine, make_scorer, resolve_scorer
 
 HELP = "serve strategies over an OpenAI-compatible API (POST /v1/chat/completions)"
 
@@ -16,7 +16,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 def add_arguments(p) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind; anything but loopback exposes the service, so pair it with --require-api-key-env (default: %(default)s)")
-    p.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port, 1..65535, or 0 for any free one (default: %(default)s)")
     p.add_argument("--served-model-name", default=None, help="the `model` clients send (default: the --model value)")
     p.add_argument("--require-api-key-env", default=None, help="name of an environment variable holding the key clients must send as a bearer token (default: no auth)")
     p.add_argument("--strategy", default="majority", help="strategy for requests that name none (default: %(default)s)")
@@ -40,6 +40,8 @@ def build_app(args):
     from ..scorers import load_scorer
     from ..serve import ServeConfig, create_app
 
+    check(0 <= args.port <= 65535, f"--port must be in 0..65535 (0 picks a free port), got {args.port}.", parameter="port", value=args.port)
+    check(args.graceful_shutdown_s >= 0, f"--graceful-shutdown-s must be >= 0, got {args.graceful_shutdown_s}.", parameter="graceful_shutdown_s", value=args.graceful_shutdown_s)
     key = None
     if args.require_api_key_env:
         key = os.environ.get(args.require_api_key_env)
@@ -57,7 +59,7 @@ def build_app(args):
         default_strategy=args.strategy,
         default_budget=args.budget,
         max_budget=args.max_budget,
-        default_max_tokens=args.max_tokens or 512,
+        default_max_tokens=512 if args.max_tokens is None else args.max_tokens,
         max_tokens_limit=args.max_tokens_limit,
         temperature=args.temperature,
         top_p=args.top_p,
@@ -70,10 +72,7 @@ def build_app(args):
     engine = make_engine(args)
     scorer = make_scorer(args)
     if scorer is None and args.scorer != "none":
-        if args.scorer == "default" and args.engine != "transformers":
-            scorer = None  # the default (self-eval) reads the model in-process; remote engines serve without a scorer
-        else:
-            scorer = load_scorer(args.scorer, engine=engine)
+        scorer = load_scorer(resolve_scorer(args), engine=engine)  # remote engines: confidence:mean (_engine_args)
     return create_app(engine, scorer, config)
 
 

@@ -36,10 +36,11 @@ def run(args) -> int:
         raise UnknownNameError("prompt style", args.task, prompts)
     system, shots = prompts[args.task]
     cls = get_strategy(args.strategy)
+    # Checked before the model loads; --max-tokens 0 is refused here (SamplingParams), not read as the default.
+    sampling = SamplingParams(temperature=args.temperature, top_p=args.top_p, max_tokens=512 if args.max_tokens is None else args.max_tokens)
     engine = make_local_engine(args)
     scorer = load_scorer(args.scorer, engine=engine) if cls.needs_scorer else None
     problem = Problem(id="cli", question=args.question, messages=build_messages(args.question, system_prompt=system, few_shot=shots), last_number_fallback=args.task != "math500")
-    sampling = SamplingParams(temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens or 512)
     strategy = cls(engine, scorer, params=SamplingStrategyParams(n=args.n), sampling=sampling, seed=args.seed)
     result = strategy.solve(problem)[0]
     for c in result.candidates:

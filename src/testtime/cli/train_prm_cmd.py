@@ -50,6 +50,8 @@ def run(args) -> int:
     from ..prm import FEATURE_LAYERS, LabelParams, TrainParams, build_step_data, label_problems, train_head
     from ..tasks import load_task
 
+    if args.chunk_size < 1:  # before the task and the model load
+        raise ValidationError(f"--chunk-size must be >= 1, got {args.chunk_size}.", parameter="chunk_size", value=args.chunk_size)
     problems = load_task(args.task, split=args.split, data=args.data, limit=args.limit, levels=args.levels, **task_options(args))
     params = LabelParams(num_samples=args.num_samples, num_rollouts=args.num_rollouts, temperature=args.temperature, max_tokens=default_max_tokens(args), seed=args.seed)
     train = TrainParams(val_fraction=args.val_fraction, seed=args.seed)

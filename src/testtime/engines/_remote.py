@@ -234,43 +234,52 @@ class RemoteClient:
             return min(retry_after, MAX_BACKOFF)
         return self._rng.uniform(0.0, min(MAX_BACKOFF, self.backoff * 2**attempt))
 
-    async def post(self, path: str, payload: dict) -> tuple[str, dict]:
+    async def post(self, path: str, payload: dict, *, on_reject: Callable[[int, str], dict | None] | None = None) -> tuple[str, dict]:
         """POST `payload` to `path` on the next server; returns (base URL that answered, JSON body).
 
-        Raises `self.error` with a one-line message naming the server, the status and what to do."""
-        httpx = self._httpx
+        `on_reject(status, message)` is asked once when a server rejects the request (a status that is not
+        retried): it returns another payload to send instead (say, a text prompt for a server that takes no token
+        ids), or None to fail. Raises `self.error` with a one-line message naming the server, the status and what
+        to do."""
         assert self._semaphore is not None and self._client is not None, "use RemoteClient.run"
-        attempts = self.max_retries + 1
         async with self._semaphore:
-            url = None
-            for attempt in range(attempts):
-                url = self._pick_url(avoid=url)
-                retry_after = None
-                self.num_requests += 1
-                try:
-                    response = await self._client.post(url + path, json=payload)
-                except httpx.TimeoutException:
-                    last = f"no answer within {self.timeout:g} s"
-                except httpx.TransportError as exc:
-                    last = f"connection failed ({type(exc).__name__}: {' '.join(str(exc).split())[:120] or 'no detail'})"
-                else:
-                    status = response.status_code
-                    if 200 <= status < 300:
-                        return url, self._json(url + path, response)
-                    message = _server_message(response)
-                    if status not in RETRY_STATUSES:
-                        raise self.error(
-                            f"{self.what}: {url}{path} answered {status}: {message} "
-                            f"(a request the server rejects is not retried; fix the request or the server's settings)"
-                        )
-                    last = f"{status} {message}"
-                    retry_after = _retry_after(response.headers.get("retry-after"))
-                if attempt + 1 < attempts:
-                    self.num_retries += 1
-                    await self.sleep(self._delay(attempt, retry_after))
+            return await self._attempts(path, payload, on_reject)
+
+    async def _attempts(self, path: str, payload: dict, on_reject) -> tuple[str, dict]:
+        httpx = self._httpx
+        attempts = self.max_retries + 1
+        url = None
+        for attempt in range(attempts):
+            url = self._pick_url(avoid=url)
+            retry_after = None
+            self.num_requests += 1
+            try:
+                response = await self._client.post(url + path, json=payload)
+            except httpx.TimeoutException:
+                last = f"no answer within {self.timeout:g} s"
+            except httpx.TransportError as exc:
+                last = f"connection failed ({type(exc).__name__}: {' '.join(str(exc).split())[:120] or 'no detail'})"
+            else:
+                status = response.status_code
+                if 200 <= status < 300:
+                    return url, self._json(url + path, response)
+                message = _server_message(response)
+                if status not in RETRY_STATUSES:
+                    alternative = on_reject(status, message) if on_reject is not None else None
+                    if alternative is not None:
+                        return await self._attempts(path, alternative, None)
+                    raise self.error(
+                        f"{self.what}: {url}{path} answered {status}: {message} "
+                        f"(a request the server rejects is not retried; fix the request or the server's settings)"
+                    )
+                last = f"{status} {message}"
+                retry_after = _retry_after(response.headers.get("retry-after"))
+            if attempt + 1 < attempts:
+                self.num_retries += 1
+                await self.sleep(self._delay(attempt, retry_after))
         raise self.error(
             f"{self.what}: POST {path} failed {attempts} times (last: {url}: {last}); check that the server"
-            f"{'s are' if len(self.base_urls) > 1 else ' is'} up and not overloaded, or raise `max_retries` / `timeout`"
+            f"{'s are' if len(self.base_urls) > 1 else ' is'} up and not overloaded, or raise `max_retries` / `timeout` (--max-retries / --request-timeout)"
         )
 
     def _json(self, where: str, response) -> dict:

@@ -31,12 +31,22 @@ Three choices make every strategy's numbers mean the same here as on the in-proc
    `usage.num_generated_tokens` adds what the server counted: the EOS token, and on `testtime serve` every
    candidate a strategy sampled. A count below the number of entries, or `token_ids` of another length, is
    an `EngineError`.
+5. Sampling is checked, not assumed. Some servers decode greedily whatever `temperature` says (`transformers
+   serve` samples only when the request carries a generation config with `do_sample: true`, or the model's own
+   says so): when every completion of a request sampled at temperature > 0 comes back identical, we warn once
+   and name the fix, `extra_body` (`--extra-body`). Prompts on the completions endpoint go as token ids (exact)
+   unless the server refuses them (`transformers serve` takes only strings): with `prompt_format="auto"` the
+   first refusal (400/422) switches the engine to the rendered template as text for good. Any response field of
+   the wrong type (a string token count, a message that is not an object) is an `EngineError` naming the server
+   and the field.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import re
+import warnings
 from collections.abc import Sequence
 
 from .._errors import EngineError, ValidationError, error_context
@@ -63,10 +73,15 @@ from ._types import (
 )
 from .text_batch import TextLiveBatch
 
-__all__ = ["OpenAIEngine", "DEFAULT_BASE_URL", "ENDPOINTS"]
+__all__ = ["OpenAIEngine", "DEFAULT_BASE_URL", "ENDPOINTS", "PROMPT_FORMATS", "TRANSFORMERS_SERVE_SAMPLING"]
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"  # `vllm serve` and `testtime serve` listen here by default
 ENDPOINTS = ("chat", "completions")
+PROMPT_FORMATS = ("auto", "ids", "text")
+TRANSFORMERS_SERVE_SAMPLING = {"generation_config": json.dumps({"do_sample": True})}
+"""The `extra_body` that makes `transformers serve` sample (it reads sampling only from a generation config)."""
+MIN_IDENTICAL_TOKENS = 8
+"""Completions shorter than this may agree by chance ("12"), so identical short ones raise no warning."""
 SEED_BITS = 31  # llama.cpp takes uint32 seeds and some servers int32; 31 bits fit everywhere
 _SPECIAL = re.compile(r"<[^<>\s]+>")  # "<|im_end|>", "</s>", "<eos>", "<｜end▁of▁sentence｜>"
 
@@ -107,7 +122,10 @@ class OpenAIEngine:
         timeout: Seconds per attempt.
         backoff: First retry's maximum random wait in seconds (doubles per attempt; Retry-After wins).
         seed: Seeds completions whose `SamplingParams.seed` is None, making whole runs reproducible.
-        extra_body: Extra JSON fields sent with every request (e.g. {"min_p": 0.05} for vLLM).
+        extra_body: Extra JSON fields sent with every request, over ours (e.g. {"min_p": 0.05} for vLLM;
+            `TRANSFORMERS_SERVE_SAMPLING` for `transformers serve`, which otherwise decodes greedily).
+        prompt_format: Completions endpoint with a tokenizer: "ids" sends token ids (exact), "text" the rendered
+            template as a string, "auto" ids until a server refuses them, then text (module docstring, point 5).
     """
 
     def __init__(
@@ -126,11 +144,16 @@ class OpenAIEngine:
         backoff: float = DEFAULT_BACKOFF,
         seed: int | None = None,
         extra_body: dict | None = None,
+        prompt_format: str = "auto",
     ) -> None:
         if not isinstance(model, str) or not model:
             raise ValidationError(f"`model` must be the served model's name, got {model!r}.", parameter="model", value=model)
         if endpoint not in ENDPOINTS:
             raise ValidationError(f"`endpoint` must be one of {', '.join(ENDPOINTS)}, got {endpoint!r}.", parameter="endpoint", value=endpoint)
+        if prompt_format not in PROMPT_FORMATS:
+            raise ValidationError(f"`prompt_format` must be one of {', '.join(PROMPT_FORMATS)}, got {prompt_format!r}.", parameter="prompt_format", value=prompt_format)
+        if extra_body is not None and not isinstance(extra_body, dict):
+            raise ValidationError(f"`extra_body` must be a dict of JSON fields, got {type(extra_body).__name__}.", parameter="extra_body", value=extra_body)
         self.model = model
         self.model_name = model
         self.base_urls = normalize_base_urls(base_url)
@@ -140,6 +163,9 @@ class OpenAIEngine:
         self.vllm_extensions = vllm_extensions
         self.logprobs = logprobs
         self.extra_body = dict(extra_body or {})
+        self.prompt_format = prompt_format
+        self._text_prompts = prompt_format == "text"  # "auto" turns it on at the first refusal of token ids
+        self._warned_identical = False
         self.client = RemoteClient(
             self.base_urls,
             api_key=api_key,
@@ -176,13 +202,13 @@ class OpenAIEngine:
     ) -> list[RequestOutput]:
         """Complete every request; outputs in input order, completions in index order."""
         reqs, plist = as_lists(requests, params)
-        jobs = []  # (request index, completion index, path, payload)
+        jobs = []  # (request index, completion index, path, payload, prompt ids, params, prompt text)
         for i, (req, p) in enumerate(zip(reqs, plist, strict=True)):
             with error_context(f"request {i}"):
-                path, body, prompt_ids = self._payload(req, p)
+                path, body, prompt_ids, text = self._payload(req, p)
             base = p.seed if p.seed is not None else self._seeds.getrandbits(63)
             for j in range(p.n):
-                jobs.append((i, j, path, {**body, "seed": derive_seed(base, j) % 2**SEED_BITS}, prompt_ids, p))
+                jobs.append((i, j, path, {**body, "seed": derive_seed(base, j) % 2**SEED_BITS}, prompt_ids, p, text))
         self.usage.num_calls += 1
         bar = None
         if use_tqdm:
@@ -190,7 +216,7 @@ class OpenAIEngine:
 
             bar = tqdm(total=len(jobs), desc="generate", unit="seq", dynamic_ncols=True)
         try:
-            results = self.client.run(gather_all([self._one(i, j, path, body, ids, p, bar) for i, j, path, body, ids, p in jobs]))
+            results = self.client.run(gather_all([self._one(i, j, path, body, ids, p, text, bar) for i, j, path, body, ids, p, text in jobs]))
         finally:
             if bar is not None:
                 bar.close()
@@ -198,7 +224,27 @@ class OpenAIEngine:
         for (i, j, *_), (completion, prompt_tokens) in zip(jobs, results, strict=True):
             outputs[i].completions[j] = completion
             outputs[i].num_prompt_tokens = prompt_tokens
+        self._check_sampled(plist, outputs)
         return outputs
+
+    def _check_sampled(self, plist: Sequence[SamplingParams], outputs: Sequence[RequestOutput]) -> None:
+        """Warn (once) when a request sampled at temperature > 0 got n identical completions: the server is
+        decoding greedily, and a vote over copies of one answer is not the experiment the settings describe."""
+        if self._warned_identical:
+            return
+        for p, out in zip(plist, outputs, strict=True):
+            texts = {c.text for c in out.completions}
+            if p.n >= 2 and p.temperature > 0 and len(texts) == 1 and min(c.num_tokens for c in out.completions) >= MIN_IDENTICAL_TOKENS:
+                self._warned_identical = True
+                warnings.warn(
+                    f"OpenAIEngine: all {p.n} completions of a request sampled at temperature {p.temperature:g} came back identical "
+                    f"from {','.join(self.base_urls)}; the server seems to decode greedily. `transformers serve` samples only with "
+                    f"extra_body={TRANSFORMERS_SERVE_SAMPLING} (--extra-body '{json.dumps(TRANSFORMERS_SERVE_SAMPLING)}'); other servers: check "
+                    "that they read `temperature` and `seed`",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+                return
 
     def start(
         self,
@@ -209,8 +255,9 @@ class OpenAIEngine:
         return TextLiveBatch(self, requests, params)
 
     # -- request / response mapping ---------------------------------------------------------------------
-    def _payload(self, req: Request, p: SamplingParams) -> tuple[str, dict, list[int] | None]:
-        """(path, JSON body without seed, prompt token ids when we tokenized locally)."""
+    def _payload(self, req: Request, p: SamplingParams) -> tuple[str, dict, list[int] | None, str | None]:
+        """(path, JSON body without seed, prompt token ids when we tokenized locally, the same prompt as text when
+        the body sends ids that a server may refuse)."""
         ext = self.vllm_extensions
         needs = [
             (p.top_k > 0, "top_k", "`top_k`"),
@@ -234,7 +281,7 @@ class OpenAIEngine:
                 body["top_k"] = p.top_k
             if p.ignore_eos:
                 body["ignore_eos"] = True
-        prompt_ids = None
+        prompt_ids, text = None, None
         if self.endpoint == "chat":
             if req.messages is None:
                 raise ValidationError(
@@ -264,9 +311,14 @@ class OpenAIEngine:
             if self.tokenizer is not None:
                 prompt, partial = encode_request(self.tokenizer, req)
                 prompt_ids = prompt + partial
-                body["prompt"] = prompt_ids
-                if ext:
-                    body["return_token_ids"] = True  # exact token-for-token continuation in the live batch
+                if self._text_prompts:
+                    body["prompt"] = _prompt_text(self.tokenizer, req)
+                else:
+                    body["prompt"] = prompt_ids
+                    if self.prompt_format == "auto":
+                        text = _prompt_text(self.tokenizer, req)  # sent instead if the server refuses ids
+                    if ext:
+                        body["return_token_ids"] = True  # exact token-for-token continuation in the live batch
             elif req.prompt is not None:
                 body["prompt"] = req.prompt + req.partial
             else:
@@ -280,11 +332,26 @@ class OpenAIEngine:
                 body["logprobs"] = max(p.logprobs or 0, 1)
             path = "/completions"
         body.update(self.extra_body)
-        return path, body, prompt_ids
+        return path, body, prompt_ids, text
 
-    async def _one(self, i: int, j: int, path: str, body: dict, prompt_ids, p: SamplingParams, bar) -> tuple[Completion, int]:
+    def _text_instead(self, body: dict, text: str, status: int, message: str) -> dict | None:
+        """The body with a text prompt, when a server refused token ids (`RemoteClient.post`'s `on_reject`)."""
+        if status not in (400, 422):
+            return None
+        if not self._text_prompts:
+            self._text_prompts = True
+            warnings.warn(
+                f"OpenAIEngine: {','.join(self.base_urls)} refused a token-id prompt ({status}: {message[:120]}); sending prompts as "
+                "text from now on (prompt_format='text', --prompt-format text, skips the refused first try)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        return {**{k: v for k, v in body.items() if k != "return_token_ids"}, "prompt": text}
+
+    async def _one(self, i: int, j: int, path: str, body: dict, prompt_ids, p: SamplingParams, text: str | None, bar) -> tuple[Completion, int]:
         with error_context(f"request {i}"):
-            url, data = await self.client.post(path, body)
+            on_reject = None if text is None else (lambda status, message: self._text_instead(body, text, status, message))
+            url, data = await self.client.post(path, body, on_reject=on_reject)
             completion, prompt_tokens, generated = self._parse(url + path, data, p, j, prompt_ids)
         self.usage.num_prefill_tokens += prompt_tokens
         self.usage.num_generated_tokens += generated
@@ -299,12 +366,24 @@ class OpenAIEngine:
             raise EngineError(f"OpenAIEngine: {where} answered without `choices`: {str(data)[:160]}")
         choice = choices[0]
         if self.endpoint == "chat":
-            text = (choice.get("message") or {}).get("content") or ""
+            message = choice.get("message")
+            if not isinstance(message, dict):
+                raise _wrong(where, "choices[0].message", message, "an object with `content`")
+            text = _text_or_none(where, "choices[0].message.content", message.get("content"))
         else:
-            text = choice.get("text") or ""
-        token_ids = choice.get("token_ids") if isinstance(choice.get("token_ids"), list) else None
+            text = _text_or_none(where, "choices[0].text", choice.get("text"))
+        token_ids = choice.get("token_ids")
+        if token_ids is not None and not (isinstance(token_ids, list) and all(_is_count(t) for t in token_ids)):
+            raise _wrong(where, "choices[0].token_ids", token_ids, "a list of token ids")
         finish, stop_reason = _finish(where, choice, p)
-        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        usage = data.get("usage")
+        if usage is None:
+            usage = {}
+        if not isinstance(usage, dict):
+            raise _wrong(where, "usage", usage, "an object")
+        for name in ("prompt_tokens", "completion_tokens"):
+            if usage.get(name) is not None and not _is_count(usage[name]):
+                raise _wrong(where, f"usage.{name}", usage[name], "an integer >= 0")
         prompt_tokens = usage.get("prompt_tokens")
         if prompt_tokens is None:
             prompt_tokens = len(prompt_ids) if prompt_ids is not None else 0
@@ -383,6 +462,35 @@ class OpenAIEngine:
         if self.tokenizer is not None:
             return len(self.tokenizer(text, add_special_tokens=False).input_ids)
         raise EngineError(f"OpenAIEngine: {where} reported no `usage`; pass `tokenizer=` so tokens can be counted here")
+
+
+def _prompt_text(tokenizer, req: Request) -> str:
+    """The prompt as a string, for servers that take no token ids: the chat template rendered with a generation
+    prompt (as `encode_request` renders it; the server's tokenizer adds BOS if it would), then the partial answer."""
+    if req.messages is None:
+        return req.prompt + req.partial
+    return tokenizer.apply_chat_template(req.messages, tokenize=False, add_generation_prompt=True) + req.partial
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _text_or_none(where: str, field: str, value) -> str:
+    """A completion's text: a string, or null for an empty one."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise _wrong(where, field, value, "a string")
+    return value
+
+
+def _wrong(where: str, field: str, value, want: str) -> EngineError:
+    shown = json.dumps(value, default=str)
+    return EngineError(
+        f"OpenAIEngine: {where} answered with `{field}` = {shown[:60]}{'...' if len(shown) > 60 else ''}, not {want}; "
+        "the server does not follow OpenAI's response format"
+    )
 
 
 def _eos_strings(tokenizer) -> frozenset[str]:

@@ -24,7 +24,7 @@ from pathlib import Path
 from .._errors import DataError, ValidationError
 from ..tasks import Problem
 from ._identity import differing_setting
-from ._results import ResultsFile
+from ._results import ResultsFile, drop_duplicates, run_dir_lock
 
 __all__ = ["parse_shard", "take_shard", "merge_runs", "SHARD_FILE"]
 
@@ -176,12 +176,11 @@ def merge_runs(run_dirs: Sequence[str | Path], out: str | Path, *, log=print):
     rows: dict[tuple, dict] = {}
     for d, _, manifest, (index, _) in shards:
         mine = set(manifest["problem_ids"])
-        for r in ResultsFile(d / "results.jsonl").load():
+        # A row written twice (two evals into one shard directory, before the writer lock) counts once.
+        for r in drop_duplicates(ResultsFile(d / "results.jsonl").load())[0]:
             key = (r.get("problem_id"), r.get("strategy"), r.get("seed"))
             if key[0] not in mine or key[1] not in strategies or key[2] not in seeds:
                 continue  # a row of a strategy or seed this merge does not cover (run_eval filters the same way)
-            if key in rows:
-                raise DataError(f"{d}/results.jsonl holds problem {key[0]!r} strategy {key[1]} seed {key[2]} twice")
             rows[key] = r
         lacking = [(p, s, sd) for sd in seeds for p in manifest["problem_ids"] for s in strategies if (p, s, sd) not in rows]
         if lacking:
@@ -192,12 +191,13 @@ def merge_runs(run_dirs: Sequence[str | Path], out: str | Path, *, log=print):
             )
 
     config = EvalConfig(**identity, strategies=list(strategies), seeds=list(seeds), out=str(out))
-    _prepare_out(out, config, first_meta, [str(d) for d, *_ in shards])
-    ordered = [rows[(p, s, sd)] for sd in seeds for p in ids for s in strategies]
-    ResultsFile(out / "results.jsonl").append(ordered)
-    by_id = {r["problem_id"]: r for r in ordered}
-    problems = [Problem(id=p, answer=by_id[p]["gold"], level=by_id[p].get("level")) for p in ids]
-    return run_eval(config, engine=_NoEngine(), scorer=_NoScorer(), problems=problems, progress=False, log=log)
+    with run_dir_lock(out):  # run_eval below takes it again (same process)
+        _prepare_out(out, config, first_meta, [str(d) for d, *_ in shards])
+        ordered = [rows[(p, s, sd)] for sd in seeds for p in ids for s in strategies]
+        ResultsFile(out / "results.jsonl").append(ordered)
+        by_id = {r["problem_id"]: r for r in ordered}
+        problems = [Problem(id=p, answer=by_id[p]["gold"], level=by_id[p].get("level")) for p in ids]
+        return run_eval(config, engine=_NoEngine(), scorer=_NoScorer(), problems=problems, progress=False, log=log)
 
 
 def _prepare_out(out: Path, config, shard_meta: dict, merged_from: list[str]) -> None:

@@ -39,7 +39,7 @@ from ..strategies import DEFAULT_SAMPLING, STRATEGIES, Candidate, Usage, get_str
 from ..strategies.optimal import OptimalStrategy, Policy, PolicyEntry, build_strategy, is_resampling, reselect_with_probe
 from ._identity import differing_setting
 from ._metrics import wilson_interval
-from ._results import ResultsFile
+from ._results import ResultsFile, drop_duplicates
 from .difficulty import Difficulty
 
 __all__ = ["AUTO", "DEFAULT_PRIOR_STRENGTH", "POOLED", "PRIOR_GRID", "SKIP_PROBE", "Outcome", "choose_prior_strength", "candidate_variants", "extra_run_rows", "merge_rows", "measure_variants", "learn_policy", "format_policy"]
@@ -148,7 +148,7 @@ def extra_run_rows(dirs: list[str], config, *, strategies: list[str]) -> list[di
         k = differing_setting(have, want, keys=SAME_EXPERIMENT)
         if k is not None:
             raise DataError(f"--extra-runs: {d} ran other settings than the dev run ({k}: {have.get(k)!r} there, {want.get(k)!r} here); only runs of the same task, split, model, scorer and sampling can join.")
-        rows += [r for r in ResultsFile(Path(d) / "results.jsonl").load() if r.get("strategy") in strategies]
+        rows += [r for r in drop_duplicates(ResultsFile(Path(d) / "results.jsonl").load())[0] if r.get("strategy") in strategies]
     return rows
 
 

@@ -23,7 +23,7 @@ from .._errors import DataError
 from ..strategies.optimal import Policy
 from ._metrics import SummaryRow, summarize, wilson_interval
 from ._report_html import Heading, Image, Table, Text, render_html, render_markdown
-from ._results import ResultsFile
+from ._results import ResultsFile, drop_duplicates
 from .difficulty import Difficulty
 
 __all__ = ["RunData", "Reference", "load_run", "build_report"]
@@ -47,7 +47,8 @@ class Reference:
 
 
 def load_run(path: str | Path) -> RunData:
-    """A run directory's metadata and result rows."""
+    """A run directory's metadata and result rows (read only: a row being written is skipped, a row written
+    twice counts once)."""
     path = Path(path)
     results = path / "results.jsonl"
     if not results.exists():
@@ -58,7 +59,7 @@ def load_run(path: str | Path) -> RunData:
             meta = json.loads((path / "run.json").read_text())
         except ValueError:
             raise DataError(f"{path / 'run.json'} is not valid JSON.") from None
-    rows = ResultsFile(results).load()
+    rows = drop_duplicates(ResultsFile(results).load())[0]
     if not rows:
         raise DataError(f"{results} holds no results yet.")
     return RunData(path=path, meta=meta, rows=rows)

@@ -12,6 +12,7 @@ same summary as an uninterrupted one.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -30,7 +31,7 @@ from ..tasks import Problem, load_task
 from ._identity import differing_setting
 from ._metrics import SummaryRow, format_table, summarize
 from ._plot import plot_accuracy
-from ._results import ResultsFile
+from ._results import ResultsFile, drop_duplicates, run_dir_lock
 from ._shard import parse_shard, take_shard
 
 __all__ = ["EvalConfig", "EvalReport", "run_eval"]
@@ -68,6 +69,10 @@ class EvalConfig:
     """"I/K": run only shard I (0-based) of K, whole chunks; `testtime merge` joins the shards. None runs all."""
     policy: str | None = None
     """Policy file for the `optimal` strategy (written by `testtime optimize`); None when it is not run."""
+    backend: dict | None = None
+    """The engine the rows come from, e.g. {"engine": "transformers", "device": "cuda", "dtype": "bfloat16"} (the CLI
+    fills it in from the loaded engine), so a resumed run cannot mix numerics; None is not checked (a caller's own
+    engine)."""
 
     def __post_init__(self) -> None:
         check(len(self.strategies) > 0, "give at least one strategy.", parameter="strategies")
@@ -87,9 +92,9 @@ class EvalConfig:
 
     def identity(self) -> dict:
         """Settings that must match for a resumed run to continue the same experiment."""
-        keys = ["task", "split", "data", "limit", "offset", "levels", "n", "scorer", "model", "max_tokens", "temperature", "top_p", "batch_problems", "task_options", "shard", "policy"]
-        # offset 0 is left out, so runs stored before the setting existed resume unchanged
-        return {k: getattr(self, k) for k in keys if not (k == "offset" and self.offset == 0)}
+        keys = ["task", "split", "data", "limit", "offset", "levels", "n", "scorer", "model", "max_tokens", "temperature", "top_p", "batch_problems", "task_options", "shard", "policy", "backend"]
+        # offset 0 and an unknown backend are left out, so runs stored before the settings existed resume unchanged
+        return {k: getattr(self, k) for k in keys if not (k == "offset" and self.offset == 0) and not (k == "backend" and self.backend is None)}
 
     def chunk_size(self) -> int:
         return self.batch_problems or max(1, min(64, 256 // max(self.n)))
@@ -135,19 +140,31 @@ def _check_or_write_meta(out: Path, config: EvalConfig) -> None:
             raise DataError(f"{path} is unreadable; move the run directory away to start over") from None
         new = json.loads(json.dumps(config.identity()))  # normalize tuples/paths as stored
         # `limit` may change: rows are keyed by problem id and a task's problem i is the same for every limit,
-        # so a larger limit extends the run and a smaller one reports a subset of it.
-        k = differing_setting(old, new, ignore=RESUMABLE_CHANGES)
+        # so a larger limit extends the run and a smaller one reports a subset of it. A run stored before the
+        # backend was recorded gets the one it is resumed with (below); a caller's own engine is not checked.
+        unknown_backend = ("backend",) if "backend" not in old or "backend" not in new else ()
+        k = differing_setting(old, new, ignore=RESUMABLE_CHANGES + unknown_backend)
         if k is not None:
             raise ValidationError(
                 f"{out} holds a run with different settings ({k}: {old.get(k)!r} there, {new.get(k)!r} now); "
                 f"use another --out, or the same settings to resume.",
                 parameter=k,
             )
-        if old.get("limit") is not None and (new["limit"] is None or new["limit"] > old["limit"]):
+        grows = old.get("limit") is not None and (new["limit"] is None or new["limit"] > old["limit"])
+        if grows or ("backend" in new and "backend" not in old):
             meta = json.loads(path.read_text())
-            meta["identity"]["limit"] = new["limit"]  # run.json names the largest limit the rows cover
+            if grows:
+                meta["identity"]["limit"] = new["limit"]  # run.json names the largest limit the rows cover
+            if "backend" in new:
+                meta["identity"].setdefault("backend", new["backend"])
             _write_json(path, meta)
         return
+    results = out / "results.jsonl"
+    if results.exists() and results.stat().st_size > 0:
+        raise DataError(
+            f"{out} holds results.jsonl but no run.json, so the settings its rows were made with are unknown; "
+            "restore run.json, or move results.jsonl away to start over"
+        )
     out.mkdir(parents=True, exist_ok=True)
     _write_json(path, _meta(config))
 
@@ -247,6 +264,19 @@ def _solve_rows(strat: Strategy, problems: list[Problem], ns: list[int], seed: i
     return rows
 
 
+def _locked(run):
+    """Hold `config.out`'s writer lock while `run(config, ...)` runs: a second eval into the same directory gets
+    a one-line error instead of writing every row again."""
+
+    @functools.wraps(run)
+    def locked(config: EvalConfig, **kwargs) -> EvalReport:
+        with run_dir_lock(config.out):
+            return run(config, **kwargs)
+
+    return locked
+
+
+@_locked
 def run_eval(
     config: EvalConfig,
     *,
@@ -326,7 +356,9 @@ def run_eval(
             bar.close()
 
     ids = {p.id for p in problems}
-    rows = [r for r in results.load() if r["problem_id"] in ids and r["strategy"] in config.strategies and r["seed"] in config.seeds]
+    rows, num_copies = drop_duplicates([r for r in results.load() if r["problem_id"] in ids and r["strategy"] in config.strategies and r["seed"] in config.seeds])
+    if num_copies:
+        log(f"note: {results.path} holds {num_copies} extra copies of rows (same problem, strategy and seed, written by two evals at once); each row counts once")
     summary = summarize(rows, config.strategies)
     table = format_table(summary)
     title = f"{config.task} ({config.split}, {len(problems)} problems) - model {config.model}, scorer {config.scorer}"

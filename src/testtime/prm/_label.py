@@ -127,6 +127,7 @@ def label_problems(
     correctness, number of steps) and `prefix_values`: step prefix text (ending in the separator) -> value.
     """
     params = params or LabelParams()
+    check(isinstance(chunk_size, int) and not isinstance(chunk_size, bool) and chunk_size >= 1, f"`chunk_size` must be an integer >= 1, got {chunk_size!r}.", parameter="chunk_size", value=chunk_size)
     for p in problems:
         if p.answer is None:
             raise DataError(f"problem {p.id} has no gold answer; PRM labels need a task with gold answers.")

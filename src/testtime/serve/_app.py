@@ -1,8 +1,14 @@
 """`create_app`: the OpenAI-compatible FastAPI application in front of an engine and a scorer.
 
-Routes: `POST /v1/chat/completions`, `GET /v1/models`, `GET /health`. Every failure a client can cause is a
-4xx in OpenAI's error format naming the field; a bug is a 500 with its traceback in the server log, never a
-dead server. Handlers only parse, validate and await: strategies run on the batcher's worker thread.
+Routes: `POST /v1/chat/completions`, `GET /v1/models`, `GET /v1/models/{model}`, `GET /health`. Every failure
+a client can cause is a 4xx in OpenAI's error format naming the field (bodies that are not JSON, nest too
+deeply or hold a lone surrogate included); a bug is a 500 with its traceback in the server log, never a dead
+server. Handlers only parse, validate and await: strategies run on the batcher's worker thread.
+
+A request holds one of `max_concurrent_requests` slots from admission until its answer, or until its client
+disconnects: the handler watches the connection, frees the slot at once and cancels the job, which the worker
+then skips if it has not started. When uvicorn's graceful-shutdown period ends with requests still running, it
+cancels their handlers; they answer 503 `shutting_down` in OpenAI's format (not uvicorn's plain-text 500).
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the handlers' `request: Request` annotations at
@@ -11,6 +17,7 @@ import asyncio
 import hmac
 import json
 import logging
+import sys
 import time
 import uuid
 from contextlib import asynccontextmanager
@@ -39,6 +46,8 @@ def _status_of(exc: TesttimeError) -> tuple[int, str, str | None, str]:
     """(HTTP status, error type, param, code) for a testtime error."""
     if isinstance(exc, ShuttingDown):
         return 503, "server_error", None, "shutting_down"
+    if isinstance(exc, ClientGone):
+        return 499, "invalid_request_error", None, "client_closed_request"
     if isinstance(exc, ModelNotFound):
         return 404, "invalid_request_error", "model", "model_not_found"
     if isinstance(exc, ValidationError):
@@ -46,6 +55,38 @@ def _status_of(exc: TesttimeError) -> tuple[int, str, str | None, str]:
     if isinstance(exc, UnknownNameError):
         return 400, "invalid_request_error", exc.kind, "invalid_value"
     return 500, "server_error", None, "engine_error"  # EngineError, ScorerError, DataError: not the client's fault
+
+
+class ClientGone(TesttimeError):
+    """The client disconnected before its answer was ready (nobody reads the 499 sent back)."""
+
+
+async def _disconnected(request) -> None:
+    """Return when the client closes the connection (the body has been read, so what comes next is the
+    disconnect; an ASGI server also sends it once the response is complete)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _answer(request, future: asyncio.Future):
+    """The job's result; `ClientGone` when the client leaves first, `ShuttingDown` when the server cancels the
+    handler at the end of its graceful-shutdown period. Either way the job is cancelled, so the worker skips it
+    if it has not started."""
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({future, gone}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        future.cancel()
+        task = asyncio.current_task()
+        if task is not None and sys.version_info >= (3, 11):
+            task.uncancel()  # handled: answer the client instead of dying with uvicorn's plain-text 500
+        raise ShuttingDown("the server shut down before this request finished (graceful-shutdown period over); send it again, to another server") from None
+    finally:
+        gone.cancel()
+    if not future.done():
+        future.cancel()
+        raise ClientGone("the client closed the connection before the answer was ready")
+    return future.result()
 
 
 def create_app(engine, scorer=None, config: ServeConfig | None = None):
@@ -85,7 +126,7 @@ def create_app(engine, scorer=None, config: ServeConfig | None = None):
 
     @app.exception_handler(StarletteHTTPException)
     async def _starlette_error(request, exc):
-        message = {404: f"no route {request.url.path}; this server has POST /v1/chat/completions, GET /v1/models, GET /health", 405: f"method {request.method} is not allowed on {request.url.path}"}
+        message = {404: f"no route {request.url.path}; this server has POST /v1/chat/completions, GET /v1/models, GET /v1/models/{{model}}, GET /health", 405: f"method {request.method} is not allowed on {request.url.path}"}
         return error(exc.status_code, message.get(exc.status_code, str(exc.detail)), code="not_found" if exc.status_code == 404 else None)
 
     @app.exception_handler(Exception)
@@ -113,19 +154,40 @@ def create_app(engine, scorer=None, config: ServeConfig | None = None):
             if size > config.max_body_bytes:
                 raise too_big
             data.append(chunk)
+        too_deep = _HTTPError(400, "the request body nests JSON arrays or objects too deeply.", param="body", code="invalid_json")
         try:
-            return json.loads(b"".join(data))
+            body = json.loads(b"".join(data))
+        except RecursionError:
+            raise too_deep from None
         except ValueError:
-            raise _HTTPError(400, "the request body is not valid JSON.", param="body", code="invalid_json") from None
+            raise _HTTPError(400, "the request body is not valid JSON (UTF-8).", param="body", code="invalid_json") from None
+        try:
+            # JSON's \uXXXX escapes can spell a lone surrogate, which no UTF-8 tokenizer or response can hold.
+            json.dumps(body, ensure_ascii=False).encode("utf-8")
+        except RecursionError:
+            raise too_deep from None
+        except UnicodeEncodeError as exc:
+            bad = exc.object[exc.start : exc.end].encode("utf-8", "backslashreplace").decode()
+            raise _HTTPError(400, f"the request body holds a lone surrogate ({bad}); strings must be valid Unicode.", param="body", code="invalid_json") from None
+        return body
 
     @app.get("/health")
     async def health():
         return {"status": "ok", "model": config.model_name, "in_flight": admitted["n"], "num_batches": batcher.num_batches, "num_requests": batcher.num_jobs}
 
+    model_card = {"id": config.model_name, "object": "model", "created": 0, "owned_by": "testtime"}
+
     @app.get("/v1/models")
     async def models(request: Request):
         check_auth(request)
-        return {"object": "list", "data": [{"id": config.model_name, "object": "model", "created": 0, "owned_by": "testtime"}]}
+        return {"object": "list", "data": [model_card]}
+
+    @app.get("/v1/models/{model:path}")
+    async def model(request: Request, model: str):
+        check_auth(request)
+        if model != config.model_name:
+            raise _HTTPError(404, f"model {model!r} is not served here; this server serves {config.model_name!r}.", param="model", code="model_not_found")
+        return model_card
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
@@ -147,7 +209,7 @@ def create_app(engine, scorer=None, config: ServeConfig | None = None):
         job = Job(problem=problem, strategy=req.strategy, budget=req.budget, sampling=req.sampling, future=loop.create_future(), loop=loop, partial=req.partial)
         admitted["n"] += 1
         try:
-            result = await batcher.submit(job)
+            result = await _answer(request, batcher.submit(job))
         finally:
             admitted["n"] -= 1
         request_id = f"chatcmpl-{uuid.uuid4().hex}"
@@ -155,10 +217,10 @@ def create_app(engine, scorer=None, config: ServeConfig | None = None):
         if req.stream:
 
             async def events():
-                for event in stream_events(request_id, created, config.model_name, result, req):
+                for event in stream_events(request_id, created, config.model_name, result, req, job.num_prompt_tokens):
                     yield event
 
             return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-        return JSONResponse(completion_body(request_id, created, config.model_name, result, req))
+        return JSONResponse(completion_body(request_id, created, config.model_name, result, req, job.num_prompt_tokens))
 
     return app

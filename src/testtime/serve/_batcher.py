@@ -17,7 +17,13 @@ answer, which `solve` cannot express: all of a batch's continuations go to the e
 each as `Request(messages, partial=...)` with its own sampling and the seed its strategy would use for the
 same problem (`problem_seed(0, problem id)`, completion 0), then become a one-candidate `SolveResult` that the
 strategy's `choose` selects from. Requests asking for logprobs get the reply's token ids turned into strings
-here, on the thread that owns the engine and its tokenizer.
+here, on the thread that owns the engine and its tokenizer, and every request gets its prompt's length in tokens
+(`Job.num_prompt_tokens`: OpenAI's `usage.prompt_tokens`) from an engine that can tokenize (`PromptEncoder`).
+
+A client that goes away cancels its job's future (`create_app` watches the connection). A cancelled job that
+has not started is skipped, so it costs the engine nothing; one whose batch is already solving runs to the end
+of that `solve` call, because a strategy cannot be stopped mid-batch (TODO: with a scheduler that owns the
+decode loop, its rows could be dropped at the next step).
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from .._errors import EngineError, TesttimeError, ValidationError
-from ..engines import Request, SamplingParams
+from ..engines import PromptEncoder, Request, SamplingParams
 from ..strategies import SolveResult, get_strategy, problem_seed
 from ..strategies._base import split_usage, to_candidate
 from ..tasks import Problem
@@ -60,6 +66,8 @@ class Job:
     loop: asyncio.AbstractEventLoop = field(repr=False)
     partial: str | None = None
     """The assistant answer to continue (one sample, `budget` 1); None runs the strategy."""
+    num_prompt_tokens: int | None = None
+    """The prompt's length in tokens, set by the worker when the engine can tokenize; None otherwise."""
 
     def group_key(self) -> tuple:
         """Jobs with equal keys can share one `solve` call: same strategy, budget and every sampling field."""
@@ -163,8 +171,13 @@ class Batcher:
                 self._solve_group(jobs, self._solve)
 
     def _solve_group(self, jobs: list[Job], solve: Callable[[list[Job]], list[SolveResult]]) -> None:
+        jobs = [job for job in jobs if not job.future.done()]  # a client that left while an earlier group ran
+        if not jobs:
+            return
         try:
             results = [self._with_logprobs(job, res) for job, res in zip(jobs, solve(jobs), strict=True)]
+            for job in jobs:
+                job.num_prompt_tokens = self._prompt_tokens(job)
         except Exception as exc:
             if len(jobs) > 1:
                 for job in jobs:  # isolate the failing request
@@ -176,6 +189,14 @@ class Batcher:
             return
         for job, res in zip(jobs, results, strict=True):
             self._finish(job, result=res)
+
+    def _prompt_tokens(self, job: Job) -> int | None:
+        """The request's prompt in tokens, as the engine encodes it (chat template and partial answer included).
+        Not the prefill share in `usage`: that is one less (the last prompt token is decoded, not prefilled) and
+        is split across batch mates, so it would change with who else was in the batch."""
+        if not isinstance(self.engine, PromptEncoder):
+            return None
+        return len(self.engine.encode(Request(messages=job.problem.chat(), partial=job.partial or "")))
 
     def _solve(self, jobs: list[Job]) -> list[SolveResult]:
         first = jobs[0]

@@ -70,5 +70,7 @@ class ServeConfig:
             parameter="default_max_tokens",
             value=self.default_max_tokens,
         )
+        check(0 <= self.temperature <= 2, f"`temperature` must be in [0, 2] (OpenAI's range), got {self.temperature}.", parameter="temperature", value=self.temperature)
+        check(0 < self.top_p <= 1, f"`top_p` must be in (0, 1], got {self.top_p}.", parameter="top_p", value=self.top_p)
         check(self.batch_window_ms >= 0, f"`batch_window_ms` must be >= 0, got {self.batch_window_ms}.", parameter="batch_window_ms", value=self.batch_window_ms)
         check(self.api_key is None or len(self.api_key) > 0, "`api_key` must be a non-empty string or None.", parameter="api_key")

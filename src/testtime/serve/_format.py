@@ -31,11 +31,13 @@ def _answer(result: SolveResult, req: ChatRequest) -> tuple[str, str, str | None
     return reply.text, finish, stop_reason(reply, req.sampling), logprobs
 
 
-def _usage(result: SolveResult) -> dict:
+def _usage(result: SolveResult, prompt_tokens: int | None) -> dict:
     u = result.usage
-    # prompt_tokens: prefill the request cost (its share of a batched prefill); completion_tokens: every
-    # token generated for it, over all candidates, not only the reply's.
-    return {"prompt_tokens": u.num_prefill_tokens, "completion_tokens": u.num_generated_tokens, "total_tokens": u.num_prefill_tokens + u.num_generated_tokens}
+    # prompt_tokens: the prompt's length, as OpenAI counts it (once, whatever the budget), when the engine can
+    # tokenize; else the request's share of the prefill. completion_tokens: every token generated for it, over
+    # all candidates, not only the reply's. The prefill actually computed is under `testtime.usage`.
+    prompt = u.num_prefill_tokens if prompt_tokens is None else prompt_tokens
+    return {"prompt_tokens": prompt, "completion_tokens": u.num_generated_tokens, "total_tokens": prompt + u.num_generated_tokens}
 
 
 def _extra(result: SolveResult, req: ChatRequest) -> dict:
@@ -63,7 +65,7 @@ def _extra(result: SolveResult, req: ChatRequest) -> dict:
     return extra
 
 
-def completion_body(request_id: str, created: int, model: str, result: SolveResult, req: ChatRequest) -> dict:
+def completion_body(request_id: str, created: int, model: str, result: SolveResult, req: ChatRequest, prompt_tokens: int | None = None) -> dict:
     text, finish, stop, logprobs = _answer(result, req)
     choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish, "stop_reason": stop, "logprobs": logprobs}
     return {
@@ -72,12 +74,12 @@ def completion_body(request_id: str, created: int, model: str, result: SolveResu
         "created": created,
         "model": model,
         "choices": [choice],
-        "usage": _usage(result),
+        "usage": _usage(result, prompt_tokens),
         "testtime": _extra(result, req),
     }
 
 
-def stream_events(request_id: str, created: int, model: str, result: SolveResult, req: ChatRequest) -> list[bytes]:
+def stream_events(request_id: str, created: int, model: str, result: SolveResult, req: ChatRequest, prompt_tokens: int | None = None) -> list[bytes]:
     """Server-sent events of the finished answer: role, content (with its logprobs), finish reason, usage if
     asked, [DONE]."""
     text, finish, stop, logprobs = _answer(result, req)
@@ -92,7 +94,7 @@ def stream_events(request_id: str, created: int, model: str, result: SolveResult
         chunk({}, finish, choice_extra={"stop_reason": stop}, testtime=_extra(result, req)),
     ]
     if req.include_usage:
-        events.append({**base, "choices": [], "usage": _usage(result)})
+        events.append({**base, "choices": [], "usage": _usage(result, prompt_tokens)})
     return [f"data: {json.dumps(e, ensure_ascii=False)}\n\n".encode() for e in events] + [b"data: [DONE]\n\n"]
 
 

@@ -14,13 +14,19 @@ greedy): `extra_body={"strategy": "majority", "budget": 1}`.
 
 Where the strategy and budget come from, first match wins:
     strategy: body `strategy` > header `X-Testtime-Strategy` > the server default.
-    budget:   body `budget` > header `X-Testtime-Budget` > body `n` > the server default.
-`n` comes last because generic OpenAI clients send `n: 1` by default; the testtime-specific channels are
-explicit. The response always has one choice: the strategy's answer.
+    budget:   body `budget` > header `X-Testtime-Budget` > the server default.
+The response always has one choice: the strategy's answer. OpenAI's `n` asks for n independent choices, which
+is not what a budget is (n candidates, one answer), so `n` may only be 1 (what generic clients send by
+default); `n > 1` is refused with a 400 naming `n` rather than answered with one choice that the client would
+take for n.
+
+Numbers are checked against OpenAI's ranges: `temperature` in [0, 2], `top_p` in (0, 1], and no NaN or
+Infinity anywhere (Python's JSON parser accepts both).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +38,8 @@ from ._config import ServeConfig
 
 __all__ = ["ChatRequest", "parse_chat_request", "ModelNotFound", "STRATEGY_HEADER", "BUDGET_HEADER"]
 
+MAX_TEMPERATURE = 2.0
+"""OpenAI's upper bound; above it sampling is close to uniform over the vocabulary, so a larger value is a typo."""
 STRATEGY_HEADER = "x-testtime-strategy"
 BUDGET_HEADER = "x-testtime-budget"
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
@@ -70,7 +78,7 @@ class ChatRequest:
     strategy: str = "majority"
     """A name in `testtime.strategies.STRATEGIES`."""
     budget: int = 4
-    """Candidates to sample, in [1, ServeConfig.max_budget]."""
+    """Candidates to sample, in [1, ServeConfig.max_budget] (not OpenAI's `n`, which must be 1)."""
     sampling: SamplingParams = field(default_factory=SamplingParams)
     """Per-candidate sampling (n=1; the budget is separate); `logprobs` is `top_logprobs` when the request asks
     for logprobs, else None."""
@@ -101,12 +109,14 @@ def _int(body: Mapping, field: str, *, lo: int = 1, hi: int | None = None, limit
     return value
 
 
-def _number(body: Mapping, field: str) -> float | None:
+def _number(body: Mapping, field: str, *, lo: float, hi: float, lo_open: bool = False) -> float | None:
     value = body.get(field)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _fail(f"`{field}` must be a number, got {value!r}.", field, value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise _fail(f"`{field}` must be a finite number, got {value!r}.", field, value)
+    if not ((lo < value) if lo_open else (lo <= value)) or value > hi:
+        raise _fail(f"`{field}` must be in {'(' if lo_open else '['}{lo:g}, {hi:g}], got {value!r}.", field, value)
     return float(value)
 
 
@@ -237,11 +247,17 @@ def parse_chat_request(body: Any, headers: Mapping[str, str], config: ServeConfi
         raise _fail("strategy 'optimal' needs a compute-optimal policy, and this server has none; start it with --policy FILE (written by `testtime optimize`).", "strategy", name)
 
     limit = f" (--max-budget {config.max_budget})"
+    n = _int(body, "n")
+    if n is not None and n != 1:
+        raise _fail(
+            f"`n` must be 1: testtime serve returns one choice, the strategy's answer over its candidates, got {n}; "
+            "set the number of candidates with `budget` (extra_body) or the X-Testtime-Budget header.",
+            "n",
+            n,
+        )
     budget = _int(body, "budget", hi=config.max_budget, limit_flag=limit)
     if budget is None:
         budget = _header_budget(headers, config)
-    if budget is None:
-        budget = _int(body, "n", hi=config.max_budget, limit_flag=limit)
     if budget is None:
         budget = config.default_budget
     if continuing and (not issubclass(cls, SamplingStrategy) or cls.needs_scorer):
@@ -256,8 +272,8 @@ def parse_chat_request(body: Any, headers: Mapping[str, str], config: ServeConfi
         raise _fail(f"`max_tokens` ({max_tokens}) and `max_completion_tokens` ({max_completion}) disagree; send one.", "max_completion_tokens", max_completion)
     max_tokens = max_tokens or max_completion or config.default_max_tokens
 
-    temperature = _number(body, "temperature")
-    top_p = _number(body, "top_p")
+    temperature = _number(body, "temperature", lo=0.0, hi=MAX_TEMPERATURE)
+    top_p = _number(body, "top_p", lo=0.0, hi=1.0, lo_open=True)
     stop = body.get("stop")
     if stop is None:
         stop = []

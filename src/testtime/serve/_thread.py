@@ -13,15 +13,16 @@ __all__ = ["ServerThread"]
 class ServerThread:
     """Serve `app` on `host`:`port` (port 0 picks a free one) until `stop()` or the end of a `with` block.
 
-    `url` is the server root, e.g. "http://127.0.0.1:53117"; OpenAI clients take `url + "/v1"`.
+    `url` is the server root, e.g. "http://127.0.0.1:53117"; OpenAI clients take `url + "/v1"`. On `stop()`,
+    requests in progress get `graceful_shutdown_s` seconds to finish (as `testtime serve` gives them on SIGTERM).
     """
 
-    def __init__(self, app, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning") -> None:
+    def __init__(self, app, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning", graceful_shutdown_s: float = 5.0) -> None:
         try:
             import uvicorn
         except ImportError:
             raise MissingDependencyError("uvicorn", "serve", "ServerThread") from None
-        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on", timeout_graceful_shutdown=5))
+        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on", timeout_graceful_shutdown=graceful_shutdown_s))
         self.host = host
         self._thread = threading.Thread(target=self.server.run, name="testtime-uvicorn", daemon=True)
         self.url = ""

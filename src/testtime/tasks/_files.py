@@ -7,13 +7,14 @@ the file and line ("math500.jsonl line 7: ..."); hub rows are numbered from 1 to
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from .._errors import DataError
 
-__all__ = ["read_jsonl", "read_hub", "require_field", "parse_level"]
+__all__ = ["read_jsonl", "read_hub", "require_field", "require_text", "parse_level"]
 
 
 def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -21,8 +22,15 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"data file {str(path)!r} does not exist; pass the path of a JSONL file")
-    with path.open(encoding="utf-8") as f:
-        for line_number, line in enumerate(f, start=1):
+    with path.open("rb") as f:
+        for line_number, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(
+                    f"{path} line {line_number}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); "
+                    "JSONL files are UTF-8: re-encode it, e.g. `iconv -f latin1 -t utf-8`"
+                ) from None
             if not line.strip():
                 continue
             try:
@@ -42,6 +50,20 @@ def require_field(row: dict[str, Any], name: str, *, source: str, line_number: i
         have = ", ".join(sorted(row)) or "none"
         raise DataError(f"{source} line {line_number}: missing field {name!r} (the line has: {have})")
     return row[name]
+
+
+def require_text(row: dict[str, Any], name: str, *, source: str, line_number: int, numbers: bool = False) -> str:
+    """`row[name]` as text: a string, or with `numbers` a finite int or float ("2", "2.5"). Anything else (a
+    list, an object, a bool, null) is a `DataError` naming the line and field: stringifying it would grade
+    answers against "['2', '3']"."""
+    value = require_field(row, name, source=source, line_number=line_number)
+    if isinstance(value, str):
+        return value
+    if numbers and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return str(value)
+    kind = "null" if value is None else type(value).__name__
+    want = "a string or a number" if numbers else "a string"
+    raise DataError(f"{source} line {line_number}: field {name!r} must be {want}, got {kind} {json.dumps(value)[:60]}")
 
 
 def parse_level(row: dict[str, Any], name: str, *, source: str, line_number: int) -> int:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .._errors import ValidationError
-from ._files import parse_level, read_jsonl, require_field
+from ._files import parse_level, read_jsonl, require_text
 from ._problem import Problem
 from ._prompts import MATH_SYSTEM_PROMPT, build_messages
 
@@ -25,7 +25,8 @@ class JsonlTask:
     problem_field: str = "problem"
     """Field holding the question text."""
     answer_field: str | None = "answer"
-    """Field holding the gold answer (numbers become strings); None for a file without golds."""
+    """Field holding the gold answer: a string or a number (which becomes a string); None for a file without
+    golds. A list, an object or null is refused with the line number."""
     id_field: str | None = None
     """Field holding a unique id; None numbers problems `{file stem}-{split}-{line number}`."""
     level_field: str | None = None
@@ -66,12 +67,12 @@ class JsonlTask:
                 level = parse_level(row, self.level_field, source=source, line_number=line)
                 if levels is not None and level not in levels:
                     continue
-            question = str(require_field(row, self.problem_field, source=source, line_number=line))
+            question = require_text(row, self.problem_field, source=source, line_number=line)
             answer = None
             if self.answer_field is not None:
-                answer = str(require_field(row, self.answer_field, source=source, line_number=line))
+                answer = require_text(row, self.answer_field, source=source, line_number=line, numbers=True)
             if self.id_field is not None:
-                problem_id = str(require_field(row, self.id_field, source=source, line_number=line))
+                problem_id = require_text(row, self.id_field, source=source, line_number=line, numbers=True)
             else:
                 problem_id = f"{Path(data).stem}-{split}-{line}"
             problems.append(
