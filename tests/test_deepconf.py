@@ -257,3 +257,10 @@ def test_adaptive_samples_are_majoritys_first_samples(tiny):
     maj = MajorityVote(tiny, params=SamplingStrategyParams(n=6), sampling=sampling, seed=3).solve(p)[0]
     assert [c.text for c in ada.candidates] == [c.text for c in maj.candidates[: len(ada.candidates)]]
     assert math.isclose(ada.usage.num_generated_tokens, sum(c.num_tokens for c in ada.candidates))
+
+
+@pytest.mark.parametrize("cls", [MajorityVote, DeepConfOnline])
+def test_a_prompt_too_long_is_named_by_its_problem(tiny, cls):
+    problems = [Problem(id="short", question="hi"), Problem(id="long-one", question="hello world " * 200)]
+    with pytest.raises(ValidationError, match=r"^problem long-one: prompt \(\d+ tokens\) \+ `max_tokens` \(100\) exceeds"):
+        cls(tiny, sampling=SamplingParams(max_tokens=100)).solve(problems, 2)

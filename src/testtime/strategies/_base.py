@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
-from .._errors import ValidationError, check
+from .._errors import ValidationError, check, problem_context
 from ..engines import Completion, Engine, EngineUsage, Request, SamplingParams
 from ..grading import extract_answer
 from ..scorers import REDUCTIONS, LogprobScorer, Scorer, ScoreRequest, ScorerUsage, reduce_scores
@@ -162,7 +162,8 @@ class SamplingStrategy(Strategy):
         if isinstance(scorer, LogprobScorer):
             sampling = with_logprobs(sampling, scorer.num_logprobs)
         params = [replace(sampling, n=n, seed=problem_seed(self.seed, p.id)) for p in problems]
-        outputs = self.engine.generate(requests, params, use_tqdm=self.use_tqdm)
+        with problem_context([p.id for p in problems]):  # "request 3: prompt too long" names the problem
+            outputs = self.engine.generate(requests, params, use_tqdm=self.use_tqdm)
         results = [
             SolveResult(problem_id=p.id, strategy=self.name, candidates=[to_candidate(p, c, i) for i, c in enumerate(o.completions)])
             for p, o in zip(problems, outputs)

@@ -32,7 +32,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from .._errors import check
+from .._errors import check, problem_context
 from ..engines import ConfidenceStop, Engine, Request, SamplingParams
 from ..grading import group_answers
 from ..scorers import Scorer
@@ -163,7 +163,8 @@ class DeepConfOnline(Strategy):
         params = [replace(self.sampling, n=warm, seed=problem_seed(self.seed, q.id)) for q in problems]
 
         # 1. Warm-up: every warm-up trace runs to its end.
-        batch = self.engine.start(requests, params)
+        with problem_context([q.id for q in problems]):  # prefill errors name the problem, not "request i"
+            batch = self.engine.start(requests, params)
         origin = [(i, j) for i in range(len(problems)) for j in range(warm)]  # row -> (problem, trace)
         batch.advance()
         for r, (i, j) in enumerate(origin):

@@ -34,7 +34,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from .._errors import ValidationError, check
+from .._errors import ValidationError, check, problem_context
 from ..engines import Engine, PromptEncoder, Request, SamplingParams
 from ..grading import extract_answer
 from ..scorers import REDUCTIONS, STEP_SEPARATOR, Scorer, ScoreRequest, reduce_scores
@@ -277,7 +277,8 @@ class SpeculativeRejection(Strategy):
                 parameter="kv_budget",
                 value=kv,
             )
-        batch = self.engine.start(requests, params)
+        with problem_context([p.id for p in problems]):  # prefill errors name the problem, not "request i"
+            batch = self.engine.start(requests, params)
         score_hidden = live_scorer(self.scorer, self.engine, batch, self.params.partial_scores)
         origin = [(r // n, r % n) for r in range(len(batch))]  # row -> (problem, candidate); start keeps request order
         cands = [[Candidate(index=j) for j in range(n)] for _ in problems]
