@@ -7,6 +7,9 @@ import torch
 
 from testtime.engines import Request, SamplingParams, TransformersEngine
 from testtime.eval import EvalConfig, run_eval
+from testtime.grading import extract_answer, is_equiv
+from testtime.scorers import ScoreRequest, load_scorer
+from testtime.strategies import Candidate, majority_vote, weighted_vote
 from testtime.tasks import load_task
 
 pytestmark = pytest.mark.e2e
@@ -68,14 +71,30 @@ def test_eval_on_three_problems(tmp_path, engine, problems):
     report = run_eval(cfg, engine=engine, problems=problems, progress=False, log=lambda *_: None)
     assert [(r.strategy, r.n) for r in report.summary] == [("greedy", 1), ("majority", 1), ("majority", 2), ("weighted", 1), ("weighted", 2)]
     assert len(report.rows) == 9
-    for row in report.rows:
-        assert row["gold"].isdigit()
-        for c in row["candidates"]:
-            assert c["num_tokens"] > 0
-            if row["strategy"] == "weighted":
-                assert 0.0 <= c["score"] <= 1.0 and len(c["scores"]) == 1
+    row = {(r["problem_id"], r["strategy"]): r for r in report.rows}
+    scorer = load_scorer("self-eval", engine=engine)
+    for p in problems:
+        greedy, majority, weighted = (row[(p.id, s)] for s in ("greedy", "majority", "weighted"))
+        assert greedy["gold"] == p.answer and p.answer.isdigit()
+        assert majority["candidates"] == weighted["candidates"]  # one shared generation and scoring
+        texts = [c["text"] for c in weighted["candidates"]]
+        # Each stored score is what the self-eval scorer gives that candidate's text (scores stay with their text).
+        (rescored,) = scorer.score(ScoreRequest(question=p.question, candidates=texts, messages=p.chat()))
+        assert [c["scores"] for c in weighted["candidates"]] == [[pytest.approx(s[0], abs=1e-3)] for s in rescored]
+        assert [c["score"] for c in weighted["candidates"]] == [c["scores"][0] for c in weighted["candidates"]]
+        for c in greedy["candidates"] + weighted["candidates"]:
+            assert c["num_tokens"] > 0 and c["answer"] == extract_answer(c["text"], last_number=p.last_number_fallback)
+            assert c["correct"] == (c["answer"] is not None and is_equiv(p.answer, c["answer"]))
+        # Budget 2's choices are the selection rules applied to the first two candidates.
+        cands = [Candidate(index=i, answer=c["answer"], score=c["score"]) for i, c in enumerate(weighted["candidates"])]
+        for r, rule in ((majority, majority_vote), (weighted, weighted_vote)):
+            pick = rule(cands)
+            assert r["by_n"]["2"]["selected"] == pick and r["by_n"]["2"]["answer"] == (None if pick is None else cands[pick].answer)
     # The model follows the few-shot format: most candidates end with an extractable integer answer.
-    answers = [c["answer"] for row in report.rows for c in row["candidates"]]
+    answers = [c["answer"] for r in report.rows for c in r["candidates"]]
     assert sum(a is not None and a.lstrip("-").isdigit() for a in answers) >= len(answers) // 2
-    greedy = next(r for r in report.summary if r.strategy == "greedy")
-    assert greedy.num_rows == 3 and 0.0 <= greedy.accuracy <= 1.0
+    # The summary counts the rows: greedy's accuracy is its rows' mean; at n = 1 both votes take the first sample.
+    acc = {(r.strategy, r.n): r.accuracy for r in report.summary}
+    assert acc[("greedy", 1)] == sum(row[(p.id, "greedy")]["by_n"]["1"]["correct"] for p in problems) / 3
+    first_right = sum(bool(row[(p.id, "majority")]["candidates"][0]["correct"]) for p in problems) / 3
+    assert acc[("majority", 1)] == acc[("weighted", 1)] == first_right

@@ -54,13 +54,22 @@ def test_features_are_the_hidden_states_at_those_positions(engine):
 
 
 def test_partial_solutions_score_like_prefixes_of_complete_ones(engine):
-    scorer = PRMHeadScorer(engine, head=_random_head(engine), batch_size=2)
+    head = _random_head(engine)
+    scorer = PRMHeadScorer(engine, head=head, batch_size=2)
+    text = "5 + 7 = 12.\n\nSo 12.\n\nDone!"
     full, partial, short, empty = scorer.score(
-        ScoreRequest(question="q", messages=MESSAGES, candidates=["5 + 7 = 12.\n\nSo 12.\n\nDone!", "5 + 7 = 12.\n\nSo 12.\n\n", "5 + 7 = 12.\n\nSo 12.", ""])
+        ScoreRequest(question="q", messages=MESSAGES, candidates=[text, "5 + 7 = 12.\n\nSo 12.\n\n", "5 + 7 = 12.\n\nSo 12.", ""])
     )[0]
     assert len(full) == 3 and empty == []
     assert partial == pytest.approx(full[:2], abs=1e-5) and short == pytest.approx(full[:2], abs=1e-5)
-    assert all(0 < s < 1 for s in full)
+    # Each step's score is the head on the last layer's hidden state at the step's read position, from a plain
+    # transformers forward of prompt + text.
+    ids = engine.encode(Request(messages=MESSAGES, partial=text))
+    with torch.no_grad():
+        hs = engine.model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states[-1][0]
+    prompt = len(ids) - len(engine.tokenizer(text, add_special_tokens=False).input_ids)
+    rows = [prompt + p for p in step_read_positions(engine.tokenizer, text)[1]]
+    assert full == pytest.approx(head(hs[rows]).tolist(), abs=1e-4)
 
 
 def test_batching_does_not_change_scores(engine):

@@ -4,6 +4,7 @@ what it returns; the lookahead rule, duplicates, batching across problems and co
 from __future__ import annotations
 
 import zlib
+from types import SimpleNamespace
 
 import pytest
 from _search_fakes import Plan, by_step, texts
@@ -11,7 +12,7 @@ from _search_fakes import Plan, by_step, texts
 from testtime import ValidationError
 from testtime.engines import SamplingParams, ScriptedEngine
 from testtime.scorers import ScriptedScorer
-from testtime.strategies import BeamSearch, BeamSearchParams, get_strategy
+from testtime.strategies import BeamSearch, BeamSearchParams, _step_search, get_strategy
 from testtime.tasks import Problem
 
 P = Problem(id="p1", question="q1", answer="7")
@@ -166,7 +167,9 @@ def test_problems_join_the_batch_as_others_leave():
     assert [[r.question for r in c] for c in scorer.calls] == [["q0", "q1"], ["q0", "q1"], ["q2"], ["q2"]]
 
 
-def test_usage_is_charged_per_problem_and_adds_up():
+def test_usage_is_charged_per_problem_and_adds_up(monkeypatch):
+    clock = iter(range(0, 1000, 6))  # each perf_counter() call advances the search's clock by 6 s
+    monkeypatch.setattr(_step_search, "time", SimpleNamespace(perf_counter=lambda: float(next(clock))))
     problems = [P, Problem(id="p2", question="a longer question two", answer="3")]
     eng, scorer = seeded_engine(), crc_scorer()
     res = BeamSearch(eng, scorer, params=BeamSearchParams(n=4, beam_width=2)).solve(problems)
@@ -176,7 +179,7 @@ def test_usage_is_charged_per_problem_and_adds_up():
     for r in res:
         assert r.usage.num_engine_calls == 3 and r.usage.num_scorer_calls == 3
         assert r.usage.num_compute_tokens == r.usage.num_generated_tokens + r.usage.num_scored_tokens
-        assert r.usage.wall_time > 0
+    assert [r.usage.wall_time for r in res] == [3.0, 3.0]  # the batch's 6 s, split evenly over its problems
 
 
 def test_fixed_token_steps():

@@ -43,8 +43,10 @@ def test_search_on_the_embedded_model(engine, cls, params):
         assert 1 <= len(r.candidates) <= 2 * params.n
         for c in r.candidates:
             assert c.finish_reason in ("eos", "length", "stop") and c.num_tokens > 0
-            assert c.scores and all(0.0 <= s <= 1.0 for s in c.scores) and c.score == c.scores[-1]
-        assert r.selected is not None and r.answer == r.candidates[r.selected].answer
+            assert c.scores and c.score == c.scores[-1]
+        # select="best": the highest final score wins, ties to the lowest index.
+        assert r.selected == min(range(len(r.candidates)), key=lambda i: (-r.candidates[i].score, i))
+        assert r.answer == r.candidates[r.selected].answer
         assert r.usage.num_scorer_calls >= 1
         if params.__dict__.get("lookahead"):
             assert r.usage.num_scored_tokens > 0  # lookahead text goes through the scorer
