@@ -105,6 +105,27 @@ def test_solve_prints_every_candidate_and_the_chosen_answer(model_dir, engine, c
     assert summary.startswith(f"answer: {want.answer}  (weighted, n=4, {want.usage.num_generated_tokens} generated tokens")
 
 
+def test_solve_runs_optimal_with_a_policy_and_refuses_it_without_one(model_dir, engine, tmp_path, capsys):
+    from testtime.strategies import OptimalStrategy, Policy, PolicyEntry
+
+    question = "What is 6 * 7?"
+    # Without --policy: one line, exit 2, before the model loads (this model path does not exist).
+    assert main(["solve", question, "--strategy", "optimal", "--model", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: strategy 'optimal' needs --policy FILE (written by `testtime optimize`).\n"
+    # With one: probe 2 samples, then every level's choice is weighted at N=4, as the library does it.
+    policy = Policy(entries=[PolicyEntry(level=lv, n=4, strategy="weighted") for lv in range(1, 6)], edges=[0.2, 0.4, 0.6, 0.8], num_probe=2)
+    path = policy.save(tmp_path / "policy.json")
+    assert main(["solve", question, "--task", "gsm8k", *model_flags(model_dir), "--strategy", "optimal", "--policy", str(path), "--n", "4", "--seed", "3"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    shown = [CANDIDATE_LINE.match(line).groups() for line in printed if CANDIDATE_LINE.match(line)]
+    problem = Problem(id="cli", question=question, messages=build_messages(question, system_prompt=GSM8K_SYSTEM_PROMPT), last_number_fallback=True)
+    sampling = SamplingParams(temperature=0.8, top_p=1.0, max_tokens=8)
+    want = OptimalStrategy(engine, load_scorer(SCORER, engine=engine), policy=policy, sampling=sampling, seed=3).solve(problem, 4)[0]
+    assert len(shown) == 4 and [(int(i), a, int(t)) for _, i, a, _, t in shown] == [(c.index, str(c.answer), c.num_tokens) for c in want.candidates]
+    assert next(line for line in printed if line.startswith("answer: ")).startswith(f"answer: {want.answer}  (optimal, n=4,")
+
+
 def test_serve_answers_chat_completions_with_the_flags_defaults(model_dir, monkeypatch, capsys):
     import uvicorn
 

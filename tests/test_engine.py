@@ -377,3 +377,76 @@ def test_dtype_flag_rejects_unknown_types(capsys):
         main(["eval", "--dtype", "float8"])
     assert exc.value.code == 2
     assert "--dtype" in capsys.readouterr().err
+
+
+# -- declared capabilities, the cache keyword, progress --------------------------------------------------
+
+
+def test_capabilities_are_declared_protocols(engine, tok):
+    """What strategies and scorers may use beyond `Engine`/`LiveBatch` is a protocol checked with isinstance; the
+    in-process engine has every capability, a scripted (remote-like) engine none of them."""
+    from testtime.engines import (
+        BatchSizedEngine,
+        HiddenStateBatch,
+        KVCacheEngine,
+        LiveBatch,
+        ModelEngine,
+        PromptEncoder,
+        ScriptedEngine,
+    )
+
+    scripted = ScriptedEngine(lambda request, params, index: "x")
+    for cap in (ModelEngine, KVCacheEngine, BatchSizedEngine, PromptEncoder):
+        assert isinstance(engine, cap) and not isinstance(scripted, cap)
+    live, text = engine.start(), scripted.start()
+    assert isinstance(live, LiveBatch) and isinstance(text, LiveBatch)  # `supports_add` is part of LiveBatch
+    assert isinstance(live, HiddenStateBatch) and not isinstance(text, HiddenStateBatch)
+    assert live.supports_add and text.supports_add
+    hf = TransformersEngine(make_llama(tok), tokenizer=tok, native=False, device=DEVICE).start(Request(messages=MSGS[0]), SamplingParams(max_tokens=4))
+    assert not hf.supports_add  # the transformers forward's cache cannot admit rows once prefilled
+    # KV bytes per token: 2 layers x 2 KV heads x head size 16 x fp32, keys and values.
+    assert engine.kv_bytes_per_token == 2 * 2 * 2 * 16 * 4
+
+
+def test_the_transformers_forward_and_the_prm_head_pass_the_cache_as_transformers_asks(tok):
+    """transformers 5.x takes the KV cache as `cache=` and warns (FutureWarning) that `past_key_values` goes in
+    5.40: the HF session and the PRM head's feature reader use the keyword the installed version has."""
+    import inspect
+    import warnings
+
+    from testtime.engines._sessions import cache_kwarg
+    from testtime.scorers.prm_head import step_features
+
+    model = make_llama(tok)
+    renamed = "cache" in inspect.signature(type(model).forward).parameters  # the installed transformers has `cache=`
+    assert cache_kwarg(model) == ("cache" if renamed else "past_key_values")
+    eng = TransformersEngine(model, tokenizer=tok, native=False, device=DEVICE)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        out = eng.generate(Request(messages=MSGS[0]), SamplingParams(temperature=0, max_tokens=6, ignore_eos=True))
+        feats = step_features(eng, MSGS[0], ["Step 1: add.\n\nStep 2: 12."])
+    assert out[0].completions[0].token_ids == hf_greedy(model, eng.encode(Request(messages=MSGS[0])), 6)
+    assert feats[0].shape == (2, model.config.hidden_size)
+
+
+def test_generate_takes_a_progress_bar_factory(engine):
+    """`use_tqdm` as in vLLM: a callable builds the bar (the eval passes one that leaves no line behind)."""
+    made = []
+
+    class Bar:
+        def __init__(self, **kwargs):
+            self.kwargs, self.n = kwargs, 0
+            made.append(self)
+
+        def update(self, k):
+            self.n += k
+
+        def set_postfix(self, **kwargs):
+            pass
+
+        def close(self):
+            self.closed = True
+
+    engine.generate([Request(messages=m) for m in MSGS[:2]], SamplingParams(n=3, max_tokens=4, seed=1), use_tqdm=Bar)
+    (bar,) = made
+    assert (bar.kwargs["total"], bar.kwargs["unit"], bar.n, bar.closed) == (6, "seq", 6, True)

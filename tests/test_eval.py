@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import random
 
 import pytest
 
 from testtime import DataError, ValidationError
 from testtime.cli import main
 from testtime.engines import ScriptedEngine
-from testtime.eval import EvalConfig, ResultsFile, run_eval, wilson_interval
+from testtime.eval import EvalConfig, ResultsFile, format_table, run_eval, summarize, wilson_interval
+from testtime.eval._loop import Piece, run_pieces
+from testtime.eval._metrics import pass_at_k, pass_at_n, samples_independently
+from testtime.eval._row import EvalRow, Outcome
 from testtime.scorers import ScriptedScorer
 from testtime.strategies import STRATEGIES
 from testtime.tasks import Problem
@@ -55,7 +60,12 @@ def test_per_n_results_come_from_the_first_n_candidates(tmp_path):
     # weighted@4 on p3: 5 -> 1.2 vs 9 -> 0.9 vs 7 -> 0.4: right; p1: 3 -> 0.8, 5 -> 1.2: right -> 5/5
     assert acc[("weighted", 4)] == pytest.approx(1.0)
     passes = {r.n: r.pass_at_n for r in report.summary if r.strategy == "majority"}
-    assert passes == {1: pytest.approx(2 / 5), 2: pytest.approx(4 / 5), 4: pytest.approx(1.0)}
+    # pass@n is the unbiased estimate from all 4 samples (3, 2, 2, 2 and 4 correct): pass@1 = mean c/4 = 3.25/5,
+    # pass@2 = mean 1 - C(4-c, 2)/C(4, 2) = (1 + 3 * 5/6 + 1)/5; not "a correct one among the first n" (0.4, 0.8).
+    assert passes == {1: pytest.approx(0.65), 2: pytest.approx(0.9), 4: pytest.approx(1.0)}
+    assert all(r.pass_at_n == passes[r.n] for r in report.summary)  # the three share their samples
+    # The rows keep the flag they have always stored: a correct one among the first n.
+    assert [r["by_n"]["2"]["pass"] for r in report.rows if r["strategy"] == "majority"] == [True, True, False, True, True]
     assert len(report.rows) == 15  # 5 problems x 3 strategies x 1 seed
     row = next(r for r in report.rows if r["problem_id"] == "p3" and r["strategy"] == "weighted")
     assert [c["answer"] for c in row["candidates"]] == ANSWERS[3]
@@ -186,3 +196,115 @@ def test_cli_unknown_model_is_one_line(capsys, tmp_path):
     assert main(["solve", "1+1", "--model", str(tmp_path / "no-such-model"), "--strategy", "majority"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: could not load model") and err.count("\n") == 1
+
+
+# -- pass@n -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n, c, k", [(4, 1, 2), (5, 2, 3), (6, 3, 1), (8, 3, 4), (7, 0, 3), (5, 5, 2), (6, 2, 5), (3, 1, 3)])
+def test_pass_at_k_is_the_share_of_k_subsets_holding_a_correct_sample(n, c, k):
+    subsets = list(itertools.combinations([True] * c + [False] * (n - c), k))
+    assert pass_at_k(n, c, k) == pytest.approx(sum(any(s) for s in subsets) / len(subsets), abs=1e-12)
+
+
+def test_pass_at_n_uses_every_sample_of_a_sampling_row_and_the_stored_flag_otherwise():
+    # 8 samples, the 3 correct ones last: at n=2 "a correct one among the first n" says 0, sampling with
+    # replacement says 1 - (5/8)^2 = 0.609; drawing 2 of the 8 without replacement gives 1 - C(5,2)/C(8,2) = 18/28.
+    cands = [{"correct": k >= 5} for k in range(8)]
+    row = EvalRow(problem_id="p", strategy="majority", by_n={2: Outcome(passed=False), 8: Outcome(passed=True)}, candidates=cands)
+    assert pass_at_n(row, 2, sampled=True) == pytest.approx(18 / 28)
+    assert pass_at_n(row, 8, sampled=True) == 1.0
+    assert pass_at_n(row, 2, sampled=False) == 0.0  # a search: whether a candidate it returned is correct
+    assert pass_at_n(EvalRow(by_n={2: Outcome(passed=None)}, candidates=[{"correct": None}] * 2), 2, sampled=True) is None  # no gold
+
+
+def test_summary_pass_at_n_by_kind_of_strategy():
+    """The summary's pass@n: the estimate for the sampling strategies, the stored flag for the others; the same
+    whether the rows come as EvalRows or as the stored dicts."""
+    def row(strategy, flags, stored):
+        return EvalRow(problem_id=strategy, strategy=strategy, gold="5", by_n={1: Outcome(passed=stored)}, candidates=[{"correct": f} for f in flags])
+
+    rows = [row("majority", [False, True, True, False], False), row("beam", [False, True], False), row("greedy", [True], True)]
+    summary = {r.strategy: r.pass_at_n for r in summarize(rows, ["majority", "beam", "greedy"])}
+    assert summary == {"majority": 0.5, "beam": 0.0, "greedy": 1.0}
+    assert summarize([r.to_dict() for r in rows], ["majority", "beam", "greedy"]) == summarize(rows, ["majority", "beam", "greedy"])
+    assert samples_independently("deepconf:keep=0.9") and not samples_independently("deepconf-online") and not samples_independently("majority (run-a)")
+    assert "1-C(N-c,n)/C(N,n)" in format_table(summarize(rows, ["majority"]))  # the table says what pass@n is
+
+
+# -- the typed row and the run loop ----------------------------------------------------------------------
+
+
+def continuing_handler(request, params, index):
+    """Answers that a live batch can continue from text (searches need it): one per seed, two steps."""
+    if request.partial:
+        return FULL[request.partial[:3]][len(request.partial) :]
+    key = f"{random.Random(params.seed).randrange(100):03d}"
+    return FULL.setdefault(key, key + " step one.\n\nTherefore, the final answer is: $\\boxed{" + ("5" if int(key) % 3 else "4") + "}$.")
+
+
+FULL: dict[str, str] = {}
+
+
+def test_stored_rows_read_and_write_back_byte_for_byte(tmp_path):
+    """`EvalRow` writes exactly the JSON the eval has always stored: every line of a run with sampling strategies,
+    searches (per-budget candidates) and a strategy with `details` survives a round trip unchanged."""
+    cfg = config(tmp_path, strategies=["majority", "weighted", "beam", "adaptive"], n=[4, 8])
+    run_eval(cfg, engine=ScriptedEngine(continuing_handler), scorer=scorer(), problems=PROBLEMS, progress=False, log=lambda *_: None)
+    lines = (tmp_path / "run" / "results.jsonl").read_text().splitlines()
+    assert len(lines) == 20
+    for line in lines:
+        assert json.dumps(EvalRow.from_dict(json.loads(line)).to_dict(), ensure_ascii=False) == line
+    beam = EvalRow.from_dict(json.loads(next(x for x in lines if '"beam"' in x)))
+    assert list(beam.by_n) == [4, 8] and beam.by_n[4].candidates and beam.by_n[8].candidates is None
+    assert EvalRow.from_dict(json.loads(next(x for x in lines if '"adaptive"' in x))).by_n[8].details["samples"] >= 4
+
+
+def test_run_pieces_appends_missing_rows_in_order_and_stops_between_pieces(tmp_path):
+    results = ResultsFile(tmp_path / "r.jsonl")
+    asked = []
+
+    def make(missing):
+        asked.append(list(missing))
+        return [{"k": k} for k in reversed(["a", "b", "c", "d"])]  # more rows than missing, out of order
+
+    pieces = [Piece(["a", "b"], make), Piece(["c", "d"], make)]
+    done = {"b"}
+    assert run_pieces(pieces, results, done=done, key=lambda r: r["k"])
+    assert asked == [["a"], ["c", "d"]] and [r["k"] for r in results.load()] == ["a", "c", "d"] and done == set("abcd")
+    assert run_pieces(pieces, results, done=done, key=lambda r: r["k"]) and len(asked) == 2  # nothing left to do
+    assert not run_pieces([Piece(["e"], make)], results, done=done, key=lambda r: r["k"], max_minutes=-1)  # time is up
+    assert len(asked) == 2
+
+
+def test_merge_summarizes_without_an_engine(tmp_path, monkeypatch):
+    """`merge` calls only the summary half of `run_eval`: no engine, scorer or strategy is built, and the summary
+    is the unsharded run's."""
+    from testtime.eval import runner as runner_module
+    from testtime.eval._merge import merge_runs
+
+    quiet = dict(engine=ScriptedEngine(handler), scorer=scorer(), problems=PROBLEMS, progress=False, log=lambda *_: None)
+    whole = run_eval(config(tmp_path, out=str(tmp_path / "whole")), **quiet)
+    for i in range(2):
+        run_eval(config(tmp_path, out=str(tmp_path / f"s{i}"), shard=f"{i}/2"), **quiet)
+    monkeypatch.setattr(runner_module, "make_strategy", None)  # building a strategy would fail
+    merged = merge_runs([tmp_path / "s0", tmp_path / "s1"], tmp_path / "merged", log=lambda *_: None)
+    assert len(merged.rows) == 15 and merged.table == whole.table
+
+
+def test_progress_reaches_inside_a_chunk(tmp_path, capsys):
+    """With progress on, the engine gets a bar factory for every generation (sequences done within a chunk, the bar
+    gone when it ends); off, it gets none."""
+    seen = []
+
+    class Recording(ScriptedEngine):
+        def generate(self, requests, params=None, *, use_tqdm=False):
+            seen.append(use_tqdm)
+            return super().generate(requests, params, use_tqdm=use_tqdm)
+
+    run_eval(config(tmp_path, strategies=["greedy", "majority"]), engine=Recording(handler), scorer=scorer(), problems=PROBLEMS, progress=True, log=lambda *_: None)
+    assert len(seen) == 6 and all(callable(u) and u.keywords == {"leave": False} for u in seen)  # 3 chunks x (sampling, greedy)
+    assert "eval scripted: 100%" in capsys.readouterr().err.replace("\r", "\n")
+    seen.clear()
+    run_eval(config(tmp_path, out=str(tmp_path / "quiet"), strategies=["majority"]), engine=Recording(handler), scorer=scorer(), problems=PROBLEMS, progress=False, log=lambda *_: None)
+    assert seen == [False] * 3

@@ -18,8 +18,8 @@ from testtime import DataError, ValidationError
 from testtime.cli import main
 from testtime.engines import ScriptedEngine
 from testtime.eval import EvalConfig, ResultsFile, run_eval
+from testtime.eval._merge import merge_runs
 from testtime.eval._results import drop_duplicates, run_dir_lock
-from testtime.eval._shard import merge_runs
 from testtime.eval.optimize import extra_run_rows
 from testtime.eval.report import load_run
 from testtime.scorers import ScriptedScorer

@@ -147,7 +147,9 @@ def test_summary_selection_and_auc_values():
     assert rep.accuracy["majority"] == {1: 0.5, 2: 0.5, 3: 0.5}
     assert rep.accuracy["bon"] == {1: 0.5, 2: 0.5, 3: 1.0}
     assert rep.accuracy["weighted"] == {1: 0.5, 2: 0.5, 3: 1.0}  # 0.9 > 0.2 + 0.2
-    assert rep.accuracy["pass"] == {1: 0.5, 2: 0.5, 3: 1.0}
+    # Unbiased pass@n over all 3 samples: a (1 correct) 1/3, 2/3, 1; b (2 correct) 2/3, 1, 1. "Any correct among
+    # the first n" would give 0.5 at n = 2.
+    assert rep.accuracy["pass"] == pytest.approx({1: 0.5, 2: (2 / 3 + 1) / 2, 3: 1.0})
     assert rep.auc[0.25] == 0.5 and rep.auc[1.0] == 1.0
     assert rep.auc_within[0.25] == 0.5 and rep.auc_within[1.0] == 1.0
     assert (rep.num_solutions, rep.num_correct) == (6, 3)

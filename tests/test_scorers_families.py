@@ -257,8 +257,43 @@ def test_usage_counts_tokens_and_calls(qwen):
         pytest.param("orm", {"model": None}, ValidationError, "--scorer-model", id="orm-no-model"),
         pytest.param("nope", {}, UnknownNameError, "math-shepherd", id="unknown"),
         pytest.param("orm", {"model": "x", "transform": "tanh"}, ValidationError, "transform", id="bad-transform"),
+        pytest.param("remote", {}, ValidationError, "--scorer remote needs --scorer-model", id="remote-no-model"),
+        pytest.param("oracle", {"model": "x"}, ValidationError, "the oracle scorer takes no option 'model'; it takes none", id="option-not-taken"),
+        pytest.param("confidence:tail", {"device": "cpu"}, ValidationError, "takes no option 'device'; its options are: window, tail, top_logprobs", id="confidence-option"),
+        pytest.param("oracle:x", {}, UnknownNameError, "unknown scorer 'oracle:x'", id="metric-of-another-family"),
     ],
 )
 def test_load_scorer_errors(name, kwargs, error, match):
     with pytest.raises(error, match=match):
         load_scorer(name, **kwargs)
+
+
+def test_one_factory_builds_every_family():
+    """`load_scorer` knows every family: the engine goes to those that declare `needs_engine`, options to the
+    family's class, and "default" follows the engine (a server lends no model: the logprob confidence)."""
+    from testtime.engines import ScriptedEngine
+    from testtime.scorers import SCORERS, ConfidenceScorer, OracleScorer, RemoteScorer, default_scorer
+
+    assert sorted(n for n, cls in SCORERS.items() if getattr(cls, "needs_engine", False)) == ["prm-head", "self-eval"]
+    remote_engine = ScriptedEngine(lambda request, params, index: "x")
+    assert default_scorer(remote_engine) == "confidence:mean"
+    scorer = load_scorer("default", engine=remote_engine)
+    assert isinstance(scorer, ConfidenceScorer) and scorer.metric == "mean"
+    assert isinstance(load_scorer("oracle", engine=remote_engine), OracleScorer)
+    remote = load_scorer("remote", model="prm", base_url="http://127.0.0.1:1", endpoint="classify", max_retries=0)
+    assert isinstance(remote, RemoteScorer) and (remote.model, remote.endpoint, remote.base_urls) == ("prm", "classify", ["http://127.0.0.1:1"])
+
+
+def test_cli_flags_reach_the_family_that_reads_them():
+    """The CLI builds every scorer through `load_scorer`, adding only the flags the named family reads."""
+    from argparse import Namespace
+
+    from testtime.cli._engine_args import make_scorer, scorer_options
+
+    args = Namespace(scorer="rlhflow", scorer_model="m", scorer_batch_size=4, device="cpu", engine="transformers", scorer_url=["http://h:1"], scorer_endpoint="pooling", api_key_env=None, max_concurrency=2, max_retries=0, request_timeout=5.0)
+    assert scorer_options(args, "rlhflow") == {"model": "m", "batch_size": 4, "device": "cpu"}
+    assert scorer_options(args, "remote") == {"model": "m", "base_url": ["http://h:1"], "endpoint": "pooling", "api_key": None, "max_concurrency": 2, "max_retries": 0, "timeout": 5.0}
+    assert scorer_options(args, "prm-head") == scorer_options(args, "confidence:mean") == {}
+    assert make_scorer(args, None, strategies=["majority", "greedy"]) is None  # nothing ranks: no reward model loads
+    remote = make_scorer(Namespace(**{**vars(args), "scorer": "remote"}), None)
+    assert (remote.model, remote.base_urls, remote.client.max_retries) == ("m", ["http://h:1"], 0)

@@ -126,6 +126,16 @@ def test_strategy_and_budget_per_request(server, extra_body, headers, want):
         assert [c["score"] for c in extra["candidates"]] == [0.5, 0.5, 0.5, 0.9] and extra["selected"] == 3
 
 
+def test_a_strategy_spec_gets_its_params_or_a_400(server):
+    """A spec is built as the eval builds it (`make_strategy`): its params are used, and an unknown one is a 400
+    at once, not a strategy quietly run with its defaults."""
+    bad = post(server, {"model": "tt", "messages": ask(), "strategy": "majority:nope=1"})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "nope"
+    assert "has no parameter 'nope'" in bad.json()["error"]["message"]
+    ok = post(server, {"model": "tt", "messages": ask(), "strategy": "bon:reduction=min", "budget": 4})
+    assert ok.status_code == 200 and ok.json()["testtime"]["answer"] == "7"
+
+
 def test_streaming_returns_the_answer_as_openai_chunks(server):
     chunks = list(client(server).chat.completions.create(model="tt", messages=ask(), stream=True, stream_options={"include_usage": True}))
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == SOL["5"]

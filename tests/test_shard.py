@@ -12,7 +12,8 @@ from testtime import DataError, ValidationError
 from testtime.cli import main
 from testtime.engines import ScriptedEngine
 from testtime.eval import EvalConfig, ResultsFile, run_eval
-from testtime.eval._shard import merge_runs, parse_shard
+from testtime.eval._merge import merge_runs
+from testtime.eval._shard import parse_shard
 from testtime.scorers import ScriptedScorer
 from testtime.tasks import Problem
 

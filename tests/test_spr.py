@@ -232,10 +232,14 @@ def test_n_auto_fills_the_budget(tiny):
 
 
 class HiddenHeadScorer(ScriptedScorer):
-    """A scorer that is also a head on the generator's final hidden state (first feature as the score)."""
+    """A scorer that is also a head on `engine`'s final hidden state (first feature as the score): it declares
+    the `HiddenStateScorer` protocol (`engine`, `hidden_layers`, `score_hidden`)."""
 
-    def __init__(self):
+    hidden_layers = [-1]
+
+    def __init__(self, engine):
         super().__init__(lambda q, steps: [0.5])
+        self.engine = engine
         self.hidden_rows: list[int] = []
 
     def score_hidden(self, hidden):
@@ -244,7 +248,7 @@ class HiddenHeadScorer(ScriptedScorer):
 
 
 def test_partial_scores_from_live_hidden_states_cost_no_scorer_tokens(tiny):
-    scorer = HiddenHeadScorer()
+    scorer = HiddenHeadScorer(tiny)
     params = SpeculativeRejectionParams(n=8, alpha=0.5, decision_tokens=[4, 8])
     spr = SpeculativeRejection(tiny, scorer, params=params, sampling=TINY_SAMPLING)
     res = spr.solve(TINY_PROBLEMS)
@@ -257,6 +261,24 @@ def test_partial_scores_from_live_hidden_states_cost_no_scorer_tokens(tiny):
         assert spr.rounds[p.id] == [Round(4, 8, 0, 4), Round(8, 4, 0, 2), Round(8, 0, 2, 0)]
     with pytest.raises(ValidationError, match="needs a scorer with `score_hidden`"):
         SpeculativeRejection(tiny, length_scorer(), params=SpeculativeRejectionParams(n=4, partial_scores="hidden"), sampling=TINY_SAMPLING).solve(TINY_PROBLEMS[0])
+
+
+def test_hidden_state_scoring_is_declared_and_checked_in_one_place(tiny):
+    """`live_scorer` is the one check: a `HiddenStateScorer` of this very engine, on a `HiddenStateBatch`. A head
+    on another engine's model, or a batch that keeps no states (a remote engine's), scores text instead."""
+    from testtime.engines import HiddenStateBatch, TextLiveBatch
+    from testtime.scorers import HiddenStateScorer
+    from testtime.strategies._live_scores import live_scorer
+
+    head = HiddenHeadScorer(tiny)
+    batch = tiny.start()
+    assert isinstance(head, HiddenStateScorer) and isinstance(batch, HiddenStateBatch)
+    assert not isinstance(length_scorer(), HiddenStateScorer) and not isinstance(TextLiveBatch(spec_engine(SPECS)), HiddenStateBatch)
+    assert live_scorer(head, tiny, batch) is not None and live_scorer(head, tiny, batch, "text") is None
+    assert live_scorer(HiddenHeadScorer(spec_engine(SPECS)), tiny, batch) is None  # a head on another model
+    assert live_scorer(head, tiny, TextLiveBatch(spec_engine(SPECS))) is None
+    with pytest.raises(ValidationError, match="needs a scorer with `score_hidden`"):
+        live_scorer(HiddenHeadScorer(spec_engine(SPECS)), tiny, batch, "hidden")
 
 
 def test_runs_inside_testtime_eval(tmp_path):

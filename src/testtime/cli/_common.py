@@ -136,4 +136,5 @@ def run_eval_from_args(args, *, strategies: list[str], n: list[int], out: str, b
     with run_dir_lock(config.out):
         engine = make_engine(args)
         config.backend = backend_identity(args, engine)  # what resume checks besides the flags: device, dtype, engine
-        return config, run_eval(config, engine=engine, scorer=make_scorer(args), problems=problems, progress=not args.no_progress)
+        scorer = make_scorer(args, engine, strategies)
+        return config, run_eval(config, engine=engine, scorer=scorer, problems=problems, progress=not args.no_progress)

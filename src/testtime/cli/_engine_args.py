@@ -6,7 +6,9 @@ Shared by `eval` and `serve`, so shards of an eval can run against a fleet of se
 The default scorer depends on the engine. In process it is the built-in PRM head (or self-eval), which read the
 generator's hidden states and next-token distribution; a server exposes neither, so with `--engine openai` or
 `vllm` "default" is `confidence:mean` (DeepConf's mean token confidence), computed from the top-k logprobs every
-OpenAI-compatible server returns with the completion: no extra model and no extra request.
+OpenAI-compatible server returns with the completion: no extra model and no extra request
+(`scorers.default_scorer`). Every scorer is built by `scorers.load_scorer`; `make_scorer` only adds the flags
+its family reads.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ import os
 from .._errors import ValidationError
 from ._common import names
 
-__all__ = ["add_engine_args", "make_engine", "make_local_engine", "make_scorer", "backend_identity", "resolve_scorer", "ENGINES", "REMOTE_DEFAULT_SCORER"]
+__all__ = ["add_engine_args", "make_engine", "make_local_engine", "make_scorer", "scorer_options", "backend_identity", "resolve_scorer", "ENGINES", "REMOTE_DEFAULT_SCORER"]
 
 ENGINES = ("transformers", "vllm", "openai")
 REMOTE_DEFAULT_SCORER = "confidence:mean"
-"""What `--scorer default` means on an engine without model access (vllm, openai): see the module docstring."""
+"""What `--scorer default` means on an engine without model access (vllm, openai): see the module docstring.
+The same as `scorers.DEFAULT_REMOTE_SCORER`; here so the name a run records is known before the model loads."""
 
 
 def json_object(text: str) -> dict:
@@ -168,28 +171,36 @@ def backend_identity(args, engine) -> dict:
     return {"engine": kind}
 
 
-def make_scorer(args):
-    """A `RemoteScorer` for `--scorer remote`, a local reward model for the families that load their own
-    (`--scorer rlhflow --scorer-model PATH`); None otherwise (the eval loads named scorers itself)."""
+def scorer_options(args, name: str) -> dict:
+    """The flags scorer `name` reads, as `load_scorer` options: the reward model, batch size and device for the
+    families that load their own (`MODEL_SCORERS`), the server and client settings for "remote", none for the
+    others (the in-process scorers read the engine; confidence reads logprobs)."""
     from ..scorers import MODEL_SCORERS
 
-    if args.scorer in MODEL_SCORERS:
-        from ..scorers import load_scorer
-
-        return load_scorer(args.scorer, model=args.scorer_model, batch_size=args.scorer_batch_size, device=args.device)
-    if args.scorer != "remote":
-        return None
-    from ..scorers import RemoteScorer
+    if name in MODEL_SCORERS:
+        return {"model": args.scorer_model, "batch_size": args.scorer_batch_size, "device": args.device}
+    if name != "remote":
+        return {}
     from ..scorers.remote import DEFAULT_SCORER_URL
 
-    if not args.scorer_model:
-        raise ValidationError("--scorer remote needs --scorer-model, the served reward model's name.", parameter="scorer_model")
-    return RemoteScorer(
-        args.scorer_model,
-        base_url=args.scorer_url or DEFAULT_SCORER_URL,
-        endpoint=args.scorer_endpoint,
-        api_key=_api_key(args),
-        max_concurrency=args.max_concurrency,
-        max_retries=args.max_retries,
-        timeout=args.request_timeout,
-    )
+    return {
+        "model": args.scorer_model,
+        "base_url": args.scorer_url or DEFAULT_SCORER_URL,
+        "endpoint": args.scorer_endpoint,
+        "api_key": _api_key(args),
+        "max_concurrency": args.max_concurrency,
+        "max_retries": args.max_retries,
+        "timeout": args.request_timeout,
+    }
+
+
+def make_scorer(args, engine, strategies=None):
+    """The scorer `--scorer` names on this engine (`resolve_scorer`), built by `load_scorer` with the flags its
+    family reads. With `strategies` given and none of them ranking candidates: None (no reward model loads)."""
+    from ..scorers import load_scorer
+    from ..strategies import get_strategy
+
+    if strategies is not None and not any(get_strategy(s).needs_scorer for s in strategies):
+        return None
+    name = resolve_scorer(args, strategies)
+    return load_scorer(name, engine=engine, **scorer_options(args, name))

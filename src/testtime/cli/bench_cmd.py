@@ -7,7 +7,7 @@ import os
 
 from .._errors import ValidationError
 from ._common import add_model_args, add_task_args, ints
-from ._engine_args import add_engine_args, make_engine, make_scorer
+from ._engine_args import add_engine_args, make_engine, scorer_options
 
 HELP = "paper-style benchmarks: `bench spr` compares Speculative Rejection with best-of-N"
 
@@ -109,6 +109,6 @@ def run(args) -> int:
     judge = _judge(args)
     problems = load_task(config.task, split=config.split, data=config.data, limit=config.limit, offset=config.offset, levels=config.levels)
     engine = make_engine(args)
-    scorer = make_scorer(args) or bench_scorer(config.scorer, engine, config.task, model=args.scorer_model)
+    scorer = bench_scorer(config.scorer, engine, config.task, **scorer_options(args, config.scorer))
     run_spr_bench(config, engine=engine, scorer=scorer, problems=problems, judge=judge, progress=not args.no_progress, max_minutes=args.max_minutes)
     return 0

@@ -11,7 +11,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from ..eval._shard import merge_runs
+    from ..eval._merge import merge_runs
 
     merge_runs(args.run_dirs, args.out)
     return 0

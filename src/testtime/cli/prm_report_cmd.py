@@ -26,13 +26,12 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from ..prm import ReportConfig, format_report, plot_report, prm_report
-    from ..scorers import load_scorer
     from ..strategies import DEFAULT_SAMPLING
     from ..tasks import load_task
 
     problems = load_task(args.task, split=args.split, data=args.data, limit=args.limit, levels=args.levels, **task_options(args))
     engine = make_engine(args)
-    scorer = make_scorer(args) or load_scorer(args.scorer, engine=engine)
+    scorer = make_scorer(args, engine)
     sampling = replace(DEFAULT_SAMPLING, temperature=args.temperature, top_p=args.top_p, max_tokens=default_max_tokens(args))
     config = ReportConfig(max_n=args.n, reduction=args.reduction, sampling=sampling, seed=args.seed)
     slug = Path(args.scorer).stem if args.scorer.endswith(".safetensors") else args.scorer

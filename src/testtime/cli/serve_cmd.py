@@ -7,7 +7,7 @@ import sys
 
 from .._errors import MissingDependencyError, ValidationError, check
 from ._common import add_model_args
-from ._engine_args import add_engine_args, make_engine, make_scorer, resolve_scorer
+from ._engine_args import add_engine_args, make_engine, make_scorer
 
 HELP = "serve strategies over an OpenAI-compatible API (POST /v1/chat/completions)"
 
@@ -37,7 +37,6 @@ def add_arguments(p) -> None:
 
 def build_app(args):
     """The app the flags describe (loads the model): separate from `run` so tests can build it."""
-    from ..scorers import load_scorer
     from ..serve import ServeConfig, create_app
 
     check(0 <= args.port <= 65535, f"--port must be in 0..65535 (0 picks a free port), got {args.port}.", parameter="port", value=args.port)
@@ -70,9 +69,7 @@ def build_app(args):
         last_number_fallback=args.last_number_fallback,
     )
     engine = make_engine(args)
-    scorer = make_scorer(args)
-    if scorer is None and args.scorer != "none":
-        scorer = load_scorer(resolve_scorer(args), engine=engine)  # remote engines: confidence:mean (_engine_args)
+    scorer = None if args.scorer == "none" else make_scorer(args, engine)  # remote engines: confidence:mean (_engine_args)
     return create_app(engine, scorer, config)
 
 

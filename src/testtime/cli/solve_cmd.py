@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .._errors import UnknownNameError
+from .._errors import UnknownNameError, ValidationError
 from ._common import add_model_args, strategy_help
 from ._engine_args import make_local_engine
 
@@ -15,13 +15,15 @@ def add_arguments(p) -> None:
     p.add_argument("--strategy", default="weighted", help=strategy_help() + " (default: %(default)s)")
     p.add_argument("--n", type=int, default=8, help="candidates (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
+    p.add_argument("--policy", default=None, help="policy file for --strategy optimal, written by `testtime optimize` (default: none)")
     add_model_args(p)
 
 
 def run(args) -> int:
     from ..engines import SamplingParams
     from ..scorers import load_scorer
-    from ..strategies import SamplingStrategyParams, get_strategy
+    from ..strategies import get_strategy, make_strategy
+    from ..strategies.optimal import Policy
     from ..tasks import (
         ARITH_FEW_SHOT,
         ARITH_SYSTEM_PROMPT,
@@ -36,13 +38,21 @@ def run(args) -> int:
         raise UnknownNameError("prompt style", args.task, prompts)
     system, shots = prompts[args.task]
     cls = get_strategy(args.strategy)
-    # Checked before the model loads; --max-tokens 0 is refused here (SamplingParams), not read as the default.
+    # Checked before the model loads: the budget, the policy file, and --max-tokens 0 (SamplingParams refuses it,
+    # it is not read as the default).
+    if not args.n >= 1:
+        raise ValidationError(f"--n must be an integer >= 1, got {args.n}.", parameter="n", value=args.n)
+    extra = {}
+    if cls.name == "optimal":
+        if args.policy is None:
+            raise ValidationError("strategy 'optimal' needs --policy FILE (written by `testtime optimize`).", parameter="policy")
+        extra["policy"] = Policy.load(args.policy)
     sampling = SamplingParams(temperature=args.temperature, top_p=args.top_p, max_tokens=512 if args.max_tokens is None else args.max_tokens)
     engine = make_local_engine(args)
     scorer = load_scorer(args.scorer, engine=engine) if cls.needs_scorer else None
     problem = Problem(id="cli", question=args.question, messages=build_messages(args.question, system_prompt=system, few_shot=shots), last_number_fallback=args.task != "math500")
-    strategy = cls(engine, scorer, params=SamplingStrategyParams(n=args.n), sampling=sampling, seed=args.seed)
-    result = strategy.solve(problem)[0]
+    strategy = make_strategy(args.strategy, engine, scorer, sampling=sampling, seed=args.seed, **extra)
+    result = strategy.solve(problem, args.n)[0]
     for c in result.candidates:
         mark = "*" if c.index == result.selected else " "
         score = f"{c.score:.3f}" if c.score is not None else "  -  "

@@ -2,7 +2,17 @@
 
 from ._confidence import DEFAULT_CONFIDENCE_WINDOW, ConfidenceStop, token_confidence
 from ._embedded import EMBEDDED_MODEL_NAMES, cache_dir, embedded_model_dir
-from ._protocol import Engine, LiveBatch, PromptEncoder, StepOutput, StepReason
+from ._protocol import (
+    BatchSizedEngine,
+    Engine,
+    HiddenStateBatch,
+    KVCacheEngine,
+    LiveBatch,
+    ModelEngine,
+    PromptEncoder,
+    StepOutput,
+    StepReason,
+)
 from ._types import (
     DEFAULT_MAX_TOKENS,
     MAX_LOGPROBS,
@@ -26,11 +36,15 @@ __all__ = [
     "DEFAULT_MAX_TOKENS",
     "DEFAULT_MODEL",
     "EMBEDDED_MODEL_NAMES",
+    "BatchSizedEngine",
     "Completion",
     "Engine",
     "EngineUsage",
     "FinishReason",
+    "HiddenStateBatch",
+    "KVCacheEngine",
     "LiveBatch",
+    "ModelEngine",
     "OpenAIEngine",
     "PromptEncoder",
     "Request",

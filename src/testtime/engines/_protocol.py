@@ -8,18 +8,24 @@ On the in-process engine the rows live in a KV cache, so reorder never re-prefil
 engines (vLLM, OpenAI-compatible servers) get `TextLiveBatch`, which keeps each row as text and continues it
 through `generate` with a partial assistant message; strategies run unchanged, only the prefill accounting
 differs (every advance re-sends the prefix).
+
+Optional capabilities are declared here as protocols and checked with `isinstance` where a strategy or
+scorer decides whether it can use them, never probed with `getattr`: `PromptEncoder` (exact prompt tokens),
+`ModelEngine` (the torch model, for scorers built on the generator), `KVCacheEngine` (KV-cache size and
+free memory, for memory-sized batches), `BatchSizedEngine` (rows decoded together) and `HiddenStateBatch`
+(a live batch that keeps hidden states for a reward head).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from ._confidence import ConfidenceStop
 from ._types import Completion, EngineUsage, Request, RequestOutput, SamplingParams
 
-__all__ = ["Engine", "LiveBatch", "PromptEncoder", "StepOutput", "StepReason"]
+__all__ = ["BatchSizedEngine", "Engine", "HiddenStateBatch", "KVCacheEngine", "LiveBatch", "ModelEngine", "PromptEncoder", "StepOutput", "StepReason"]
 
 StepReason = Literal["boundary", "limit", "confidence", "stop", "eos", "length"]
 """Why a row paused or ended in `advance`:
@@ -52,6 +58,9 @@ class LiveBatch(Protocol):
     """Rows being generated, advanced and reordered in place. Row indices are positions in the batch."""
 
     usage: EngineUsage
+    supports_add: bool
+    """Whether `add` can admit rows now. A live batch over the transformers forward (`HFSession`) cannot once
+    its first rows are prefilled; callers that stream problems in start a new batch instead."""
 
     def __len__(self) -> int: ...
 
@@ -95,9 +104,11 @@ class Engine(Protocol):
         requests: Request | Sequence[Request],
         params: SamplingParams | Sequence[SamplingParams] | None = None,
         *,
-        use_tqdm: bool = False,
+        use_tqdm: bool | Callable[..., Any] = False,
     ) -> list[RequestOutput]:
-        """Complete every request, batched; outputs in input order."""
+        """Complete every request, batched; outputs in input order. `use_tqdm` as in vLLM: True shows a progress
+        bar of completed sequences; a callable is the bar's factory, called with tqdm's keyword arguments
+        (`functools.partial(tqdm, leave=False)` for a bar that goes away when done)."""
         ...
 
     def start(
@@ -115,3 +126,54 @@ class PromptEncoder(Protocol):
     strategies (Speculative Rejection's KV budget) count."""
 
     def encode(self, request: Request) -> list[int]: ...
+
+
+@runtime_checkable
+class ModelEngine(PromptEncoder, Protocol):
+    """An engine that runs a torch model in this process and lends it out (`TransformersEngine`): scorers built
+    on the generator's own model (the PRM head, self-evaluation) read its hidden states and next-token
+    distribution. Remote engines keep only the model's name and are not `ModelEngine`s."""
+
+    model: Any
+    """The `torch.nn.Module` (a transformers causal LM)."""
+    tokenizer: Any
+
+    def hidden_states(self, sequences: Sequence[Sequence[int]], *, batch_size: int = 16) -> list[Any]: ...
+
+    def next_token_logprobs(self, sequences: Sequence[Sequence[int]], *, batch_size: int = 16) -> Any: ...
+
+
+@runtime_checkable
+class KVCacheEngine(PromptEncoder, Protocol):
+    """An engine whose live rows sit in a KV cache in device memory (the in-process engine): what memory-triggered
+    strategies size their batches by (Speculative Rejection's `kv_budget`)."""
+
+    @property
+    def kv_bytes_per_token(self) -> int:
+        """Bytes one token of one row takes in the KV cache (keys and values of every layer)."""
+        ...
+
+    def free_memory(self) -> int:
+        """Free bytes on the device the cache lives on."""
+        ...
+
+
+@runtime_checkable
+class BatchSizedEngine(Protocol):
+    """An engine with a preferred number of rows decoded together; searches fill their live batch up to it."""
+
+    max_batch_size: int
+
+
+@runtime_checkable
+class HiddenStateBatch(Protocol):
+    """A live batch that can keep the hidden states its decode loop computes, so a reward head on the generator
+    (`scorers.HiddenStateScorer`) scores rows without another forward pass (`TransformersLiveBatch`)."""
+
+    def track_hidden_states(self, layers: Sequence[int]) -> None:
+        """Keep these layers' states (transformers' numbering) for every row from the next decode step on."""
+        ...
+
+    def last_hidden_states(self, layers: Sequence[int] | None = None) -> Any:
+        """(B, C x len(layers)) states of each row at its last fed token that shows text."""
+        ...

@@ -10,13 +10,15 @@ every step is the same operation and nothing is computed for rows that are then 
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Sequence
 
 import torch
 
 from ._llama import LlamaRunner
 
-__all__ = ["NativeSession", "HFSession"]
+__all__ = ["NativeSession", "HFSession", "cache_kwarg"]
 
 PREFILL_TOKENS_PER_FORWARD = {"cpu": 1024}
 """Padded tokens per prefill forward, by device type (default 4096: bounds activation memory). On CPU big
@@ -27,6 +29,18 @@ prompt per forward (2 cores, fp32)."""
 COMPACT_HOLE_FRACTION = 0.5
 """Compact the KV cache at the start of an advance once this share of its used columns are holes (idle steps
 of paused rows, padding, dropped history): a compaction costs about two decode steps' worth of attention reads."""
+
+
+@functools.cache
+def _forward_takes_cache(forward) -> bool:
+    return "cache" in inspect.signature(forward).parameters
+
+
+def cache_kwarg(model) -> str:
+    """The keyword a transformers model's forward takes its KV cache by: "cache" where the forward has it
+    (transformers 5.x renamed it and warns, with a FutureWarning, that `past_key_values` goes in 5.40), else
+    "past_key_values" (earlier 5.x releases)."""
+    return "cache" if _forward_takes_cache(type(model).forward) else "past_key_values"
 
 
 def _prefill_budget(device: torch.device) -> int:
@@ -117,6 +131,7 @@ class HFSession:
         self.model = model
         self.device = next(model.parameters()).device
         self.cache = DynamicCache(config=model.config)
+        self.cache_kwarg = cache_kwarg(model)
         self.valid = torch.zeros(0, 0, dtype=torch.bool, device=self.device)
         self.num_prefilled = 0
         self.num_forwards = 0
@@ -136,8 +151,8 @@ class HFSession:
                 input_ids=tokens,
                 attention_mask=valid.long(),
                 position_ids=positions,
-                past_key_values=self.cache,
                 use_cache=True,
+                **{self.cache_kwarg: self.cache},
             )
             self.num_forwards += 1
             self.num_prefilled += int(valid.sum())
@@ -152,9 +167,9 @@ class HFSession:
             input_ids=tokens[:, None],
             attention_mask=self.valid.long(),
             position_ids=positions[:, None],
-            past_key_values=self.cache,
             use_cache=True,
             output_hidden_states=True,
+            **{self.cache_kwarg: self.cache},
         )
         self.num_forwards += 1
         hs = out.hidden_states  # L + 1 entries; the last is after the final norm

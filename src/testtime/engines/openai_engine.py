@@ -198,7 +198,7 @@ class OpenAIEngine:
         requests: Request | Sequence[Request],
         params: SamplingParams | Sequence[SamplingParams] | None = None,
         *,
-        use_tqdm: bool = False,
+        use_tqdm=False,
     ) -> list[RequestOutput]:
         """Complete every request; outputs in input order, completions in index order."""
         reqs, plist = as_lists(requests, params)
@@ -211,10 +211,11 @@ class OpenAIEngine:
                 jobs.append((i, j, path, {**body, "seed": derive_seed(base, j) % 2**SEED_BITS}, prompt_ids, p, text))
         self.usage.num_calls += 1
         bar = None
-        if use_tqdm:
+        if use_tqdm:  # True: our own bar; a callable: the caller's bar factory (the eval's transient bars)
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=len(jobs), desc="generate", unit="seq", dynamic_ncols=True)
+            make = use_tqdm if callable(use_tqdm) else tqdm
+            bar = make(total=len(jobs), desc="generate", unit="seq", dynamic_ncols=True)
         try:
             results = self.client.run(gather_all([self._one(i, j, path, body, ids, p, text, bar) for i, j, path, body, ids, p, text in jobs]))
         finally:

@@ -9,11 +9,13 @@ tokens, harvest finished rows, repeat.
 from __future__ import annotations
 
 import functools
+import os
 import random
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -149,9 +151,10 @@ class TransformersEngine:
         requests: Request | Sequence[Request],
         params: SamplingParams | Sequence[SamplingParams] | None = None,
         *,
-        use_tqdm: bool = False,
+        use_tqdm: bool | Callable[..., Any] = False,
     ) -> list[RequestOutput]:
-        """Complete every request; outputs in input order, completions in index order."""
+        """Complete every request; outputs in input order, completions in index order. `use_tqdm`: a bar of
+        completed sequences (True), or the factory that makes it (vLLM's semantics)."""
         reqs, plist = as_lists(requests, params)
         self.usage.num_calls += 1
         outputs = [RequestOutput(completions=[Completion() for _ in range(p.n)]) for p in plist]
@@ -189,6 +192,22 @@ class TransformersEngine:
         if bar is not None:
             bar.close()
         return outputs
+
+    # -- memory, for strategies that size batches by it (`KVCacheEngine`) ---------------------------------
+    @property
+    def kv_bytes_per_token(self) -> int:
+        """Bytes one token of one row takes in the KV cache: keys and values of every layer."""
+        config = self.model.config
+        heads = config.num_attention_heads
+        kv_heads = getattr(config, "num_key_value_heads", None) or heads
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+        return 2 * config.num_hidden_layers * kv_heads * head_dim * self.model.dtype.itemsize
+
+    def free_memory(self) -> int:
+        """Free bytes on the engine's device: `cuda.mem_get_info` on a GPU, available physical pages on a CPU."""
+        if self.device.type == "cuda":
+            return torch.cuda.mem_get_info(self.device)[0]
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
     # -- model access for scorers ------------------------------------------------------------------------
     def encode(self, request: Request) -> list[int]:
@@ -247,9 +266,12 @@ def _swap_remove(n: int, drop: set[int]) -> list[int]:
     return order
 
 
-def _progress(total: int, enabled: bool):
-    if not enabled:
+def _progress(total: int, use_tqdm: bool | Callable[..., Any]):
+    if not use_tqdm:
         return None
-    from tqdm.auto import tqdm
+    if callable(use_tqdm):
+        make = use_tqdm
+    else:
+        from tqdm.auto import tqdm as make
 
-    return tqdm(total=total, desc="generate", unit="seq", dynamic_ncols=True)
+    return make(total=total, desc="generate", unit="seq", dynamic_ncols=True)

@@ -1,13 +1,27 @@
-"""Accuracy with 95% intervals, pass@N, and compute per budget, from result rows."""
+"""Accuracy with 95% intervals, pass@n, and compute per budget, from result rows."""
 
 from __future__ import annotations
 
 import math
+import textwrap
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-__all__ = ["auc", "average_ranks", "mcnemar_p", "wilson_interval", "SummaryRow", "summarize"]
+from .._errors import UnknownNameError, ValidationError, check
+from ..strategies import get_strategy
+from ..strategies.optimal import is_resampling
+from ._row import EvalRow
+
+__all__ = ["auc", "average_ranks", "mcnemar_p", "pass_at_k", "pass_at_n", "samples_independently", "wilson_interval", "SummaryRow", "summarize", "PASS_AT_N_NOTE"]
+
+PASS_AT_N_NOTE = (
+    "pass@n: sampling strategies (majority, bon, weighted, deepconf): P(one of n samples is correct), estimated from "
+    "all N samples without bias as 1-C(N-c,n)/C(N,n) (Chen et al. 2021); greedy and the searches (beam, dvts, pf, "
+    "spr, adaptive, deepconf-online, optimal): share of problems with a correct answer among the candidates returned "
+    "at budget n."
+)
+"""What the pass@n column means; printed under every summary table."""
 
 
 def average_ranks(values: Sequence[float]) -> list[float]:
@@ -48,6 +62,36 @@ def mcnemar_p(only_a: int, only_b: int) -> float:
     return min(1.0, 2 * tail)
 
 
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples with c correct (Chen et al. 2021, eq. 1): 1 - C(n-c, k) / C(n, k), the
+    probability that k of the n samples, drawn without replacement, include a correct one."""
+    check(0 <= c <= n and 1 <= k <= n, f"pass@k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}.", parameter="k", value=k)
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def samples_independently(strategy: str) -> bool:
+    """Whether `strategy` (a name or spec) chooses among independent samples, so that its result at budget n is
+    its rule over the first n of one run's N samples (the sampling strategies but greedy). An unknown name (a
+    strategy this install lacks, a report's relabelled series) is not."""
+    try:
+        return is_resampling(get_strategy(strategy))
+    except (UnknownNameError, ValidationError):
+        return False
+
+
+def pass_at_n(row: EvalRow, n: int, *, sampled: bool) -> float | None:
+    """pass@n of one row (see `PASS_AT_N_NOTE`): for a sampling strategy (`sampled`), `pass_at_k` over all the
+    row's N candidates; otherwise, and where the candidates' correctness is unknown, the stored flag (whether
+    a candidate the choice at n was made over is correct). None without a gold answer."""
+    stored = row.by_n[n].passed
+    flags = [c.get("correct") for c in row.candidates]
+    if not sampled or stored is None or n > len(flags) or any(f is None for f in flags):
+        return None if stored is None else float(stored)
+    return pass_at_k(len(flags), sum(bool(f) for f in flags), n)
+
+
 def wilson_interval(successes: int, total: int, z: float = 1.96) -> tuple[float, float]:
     """95% Wilson score interval for a binomial proportion (well behaved at 0, 1 and small n, unlike the
     normal approximation)."""
@@ -69,24 +113,32 @@ class SummaryRow:
     ci_low: float
     ci_high: float
     pass_at_n: float | None
+    """Mean pass@n over the rows (`PASS_AT_N_NOTE` says what it is per strategy); None without gold answers."""
     mean_generated_tokens: float
     mean_compute_tokens: float
     mean_wall_time: float
 
 
-def summarize(rows: list[dict], strategies: list[str]) -> list[SummaryRow]:
-    """One line per (strategy, n), strategies in the given order, n ascending."""
-    groups: dict[tuple[str, int], list[dict]] = defaultdict(list)
+def summarize(rows: Sequence[EvalRow | dict], strategies: list[str], *, sampled: Collection[str] | None = None) -> list[SummaryRow]:
+    """One line per (strategy, n), strategies in the given order, n ascending.
+
+    `rows` are `EvalRow`s or the dicts `results.jsonl` holds. `sampled` names the strategies whose rows are
+    independent samples (pass@n from all of them, `pass_at_n`); None: each strategy's class says
+    (`samples_independently`)."""
+    rows = [r if isinstance(r, EvalRow) else EvalRow.from_dict(r) for r in rows]
+    if sampled is None:
+        sampled = {s for s in strategies if samples_independently(s)}
+    groups: dict[tuple[str, int], list[tuple[EvalRow, int]]] = defaultdict(list)
     for row in rows:
-        for n, at in row["by_n"].items():
-            groups[(row["strategy"], int(n))].append(at)
+        for n in row.by_n:
+            groups[(row.strategy, n)].append((row, n))
     out = []
     for strategy in strategies:
         for n in sorted(n for (s, n) in groups if s == strategy):
-            ats = groups[(strategy, n)]
-            correct = sum(bool(a["correct"]) for a in ats)
+            ats = [row.by_n[k] for row, k in groups[(strategy, n)]]
+            correct = sum(a.correct for a in ats)
             lo, hi = wilson_interval(correct, len(ats))
-            passes = [a["pass"] for a in ats if a.get("pass") is not None]
+            passes = [p for row, k in groups[(strategy, n)] if (p := pass_at_n(row, k, sampled=strategy in sampled)) is not None]
             out.append(
                 SummaryRow(
                     strategy=strategy,
@@ -96,16 +148,16 @@ def summarize(rows: list[dict], strategies: list[str]) -> list[SummaryRow]:
                     ci_low=lo,
                     ci_high=hi,
                     pass_at_n=(sum(passes) / len(passes)) if passes else None,
-                    mean_generated_tokens=sum(a["num_generated_tokens"] for a in ats) / len(ats),
-                    mean_compute_tokens=sum(a["num_compute_tokens"] for a in ats) / len(ats),
-                    mean_wall_time=sum(a["wall_time"] for a in ats) / len(ats),
+                    mean_generated_tokens=sum(a.num_generated_tokens for a in ats) / len(ats),
+                    mean_compute_tokens=sum(a.num_compute_tokens for a in ats) / len(ats),
+                    mean_wall_time=sum(a.wall_time for a in ats) / len(ats),
                 )
             )
     return out
 
 
 def format_table(summary: list[SummaryRow]) -> str:
-    """A plain-text table for the terminal and the README."""
+    """A plain-text table for the terminal and the README, with what pass@n means under it."""
     header = f"{'strategy':<10} {'n':>4} {'accuracy':>8}  {'95% CI':<14} {'pass@n':>6} {'gen tok':>8} {'gen+scored':>10} {'wall s':>7} {'rows':>5}"
     lines = [header, "-" * len(header)]
     for r in summary:
@@ -114,4 +166,6 @@ def format_table(summary: list[SummaryRow]) -> str:
             f"{r.strategy:<10} {r.n:>4} {r.accuracy:>8.3f}  [{r.ci_low:.3f}, {r.ci_high:.3f}] {pass_n:>6} "
             f"{r.mean_generated_tokens:>8.0f} {r.mean_compute_tokens:>10.0f} {r.mean_wall_time:>7.2f} {r.num_rows:>5}"
         )
+    if any(r.pass_at_n is not None for r in summary):
+        lines += textwrap.wrap(PASS_AT_N_NOTE, width=len(header), break_on_hyphens=False)
     return "\n".join(lines)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._metrics import SummaryRow
+from ._metrics import SummaryRow, samples_independently
 
 __all__ = ["plot_accuracy"]
 
@@ -34,7 +34,7 @@ def plot_accuracy(summary: list[SummaryRow], out_dir: Path, *, title: str = "") 
             line = ax.plot(xs, ys, marker="o", label=s)[0]
             ax.fill_between(xs, [r.ci_low for r in rows], [r.ci_high for r in rows], alpha=0.15, color=line.get_color())
         pass_rows = {}
-        for r in summary:
+        for r in sorted(summary, key=lambda r: not samples_independently(r.strategy)):  # samples' pass@N first
             if r.pass_at_n is not None and r.n > 1:
                 pass_rows.setdefault(r.n, r)
         if x_key == "n" and pass_rows:

@@ -22,7 +22,7 @@ from .._errors import DataError, check
 from ..scorers import REDUCTIONS, reduce_scores
 from ..strategies import STRATEGIES
 from ..strategies.optimal import DEFAULT_NUM_PROBE, is_resampling, level_from_edges
-from ._metrics import average_ranks
+from ._metrics import average_ranks, pass_at_k
 
 __all__ = [
     "DEFAULT_NUM_LEVELS",
@@ -36,14 +36,6 @@ __all__ = [
 
 DEFAULT_NUM_LEVELS = 5
 """Quintiles, as in Snell et al. 2024 and the reference blog."""
-
-
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased pass@k from n samples with c correct (Chen et al. 2021, eq. 1): 1 - C(n-c, k) / C(n, k)."""
-    check(0 <= c <= n and 1 <= k <= n, f"pass@k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}.", parameter="k", value=k)
-    if n - c < k:
-        return 1.0
-    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
 
 
 def quantile_edges(values: list[float], num_levels: int = DEFAULT_NUM_LEVELS) -> list[float]:

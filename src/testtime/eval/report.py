@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .._errors import DataError
 from ..strategies.optimal import Policy
-from ._metrics import SummaryRow, summarize, wilson_interval
+from ._metrics import PASS_AT_N_NOTE, SummaryRow, samples_independently, summarize, wilson_interval
 from ._report_html import Heading, Image, Table, Text, render_html, render_markdown
 from ._results import ResultsFile, drop_duplicates
 from .difficulty import Difficulty
@@ -76,18 +76,20 @@ def reference_from_run(path: str | Path) -> Reference:
     return Reference(accuracy=acc, label=f"{model} {strategy} ({len(ats)} problems)")
 
 
-def _series(runs: list[RunData]) -> dict[str, list[dict]]:
-    """label -> rows; a strategy name alone unless two runs share it."""
+def _series(runs: list[RunData]) -> tuple[dict[str, list[dict]], dict[str, str]]:
+    """(label -> rows, label -> strategy); a label is the strategy name alone unless two runs share it."""
     count: dict[str, int] = defaultdict(int)
     for run in runs:
         for s in dict.fromkeys(r["strategy"] for r in run.rows):
             count[s] += 1
     out: dict[str, list[dict]] = {}
+    strategy_of: dict[str, str] = {}
     for run in runs:
         for r in run.rows:
             label = r["strategy"] if count[r["strategy"]] == 1 else f"{r['strategy']} ({run.path.name})"
             out.setdefault(label, []).append({**r, "strategy": label})
-    return out
+            strategy_of[label] = r["strategy"]
+    return out, strategy_of
 
 
 def _levels(series: dict[str, list[dict]], difficulty: Difficulty | None) -> dict[str, int]:
@@ -219,7 +221,7 @@ def _summary_table(summary: dict[str, list[SummaryRow]]) -> Table:
     for label, srows in summary.items():
         for r in srows:
             rows.append([label, str(r.n), _fmt(r.accuracy), f"[{r.ci_low:.3f}, {r.ci_high:.3f}]", _fmt(r.pass_at_n), f"{r.mean_generated_tokens:.0f}", f"{r.mean_compute_tokens:.0f}", f"{r.mean_wall_time:.2f}", str(r.num_rows)])
-    return Table(["strategy", "N", "accuracy", "95% CI", "pass@N", "gen tokens", "gen+scored tokens", "wall s", "rows"], rows, caption="Accuracy per strategy and budget (Wilson 95% intervals; means per problem).")
+    return Table(["strategy", "N", "accuracy", "95% CI", "pass@N", "gen tokens", "gen+scored tokens", "wall s", "rows"], rows, caption=f"Accuracy per strategy and budget (Wilson 95% intervals; means per problem). {PASS_AT_N_NOTE}")
 
 
 def _meta_table(runs: list[RunData]) -> Table:
@@ -279,9 +281,10 @@ def build_report(
     if not run_dirs:
         raise DataError("give at least one run directory.")
     runs = [load_run(d) for d in run_dirs]
-    series = _series(runs)
+    series, strategy_of = _series(runs)
     labels = list(series)
-    summary = {label: summarize(rows, [label]) for label, rows in series.items()}
+    sampled = {label for label in labels if samples_independently(strategy_of[label])}  # pass@n over all samples
+    summary = {label: summarize(rows, [label], sampled=sampled) for label, rows in series.items()}
     idents = [r.meta.get("identity", {}) for r in runs]
     tasks = sorted({f"{i.get('task', '?')}/{i.get('split', '?')}" for i in idents})
     models = sorted({str(i.get("model", "?")) for i in idents})

@@ -8,6 +8,10 @@ Problems run in fixed chunks (the same chunks on every run). A chunk's rows are 
 finishes; on resume, any chunk with a missing row is run again whole and only the missing rows are written.
 Re-running the whole chunk reproduces the same batch, hence the same numbers, so a resumed run ends with the
 same summary as an uninterrupted one.
+
+`run_eval` is the two halves: `run_rows` generates what `results.jsonl` lacks (the loop is `_loop.run_pieces`,
+shared with `bench spr`), and `write_summary` turns the stored rows (`_row.EvalRow`) into the table, plots,
+summary.md and summary.json; `testtime merge` calls only the second.
 """
 
 from __future__ import annotations
@@ -27,14 +31,17 @@ from ..grading import is_equiv
 from ..scorers import ConfidenceTrace, load_scorer
 from ..strategies import SamplingStrategy, SolveResult, Strategy, get_strategy, make_strategy
 from ..strategies._base import with_logprobs
+from ..strategies.optimal import is_resampling
 from ..tasks import Problem, load_task
 from ._identity import differing_setting
+from ._loop import Piece, run_pieces
 from ._metrics import SummaryRow, format_table, summarize
 from ._plot import plot_accuracy
 from ._results import ResultsFile, drop_duplicates, run_dir_lock
+from ._row import EvalRow, Outcome
 from ._shard import parse_shard, take_shard
 
-__all__ = ["EvalConfig", "EvalReport", "run_eval"]
+__all__ = ["EvalConfig", "EvalReport", "run_eval", "run_rows", "write_summary"]
 
 DEFAULT_N = (1, 2, 4, 8, 16)
 
@@ -104,6 +111,7 @@ class EvalConfig:
 class EvalReport:
     summary: list[SummaryRow]
     rows: list[dict]
+    """The run's rows as stored (`EvalRow.to_dict`), one per problem, strategy and seed."""
     table: str
     paths: list[Path]
 
@@ -191,20 +199,20 @@ def _candidate_dict(c, gold: str | None) -> dict:
     return row
 
 
-def _at(result: SolveResult, gold: str | None, *, cands: list[dict], n: int, wall: float, gen: int, compute: int) -> dict:
+def _at(result: SolveResult, gold: str | None, *, cands: list[dict], n: int, wall: float, gen: int, compute: int) -> Outcome:
     correct = None if gold is None or result.answer is None else is_equiv(gold, result.answer)
-    return {
-        "answer": result.answer,
-        "selected": result.selected,
-        "correct": bool(correct),
-        "pass": any(c["correct"] for c in cands[:n]) if gold is not None else None,
-        "num_generated_tokens": gen,
-        "num_compute_tokens": compute,
-        "wall_time": wall,
-    }
+    return Outcome(
+        answer=result.answer,
+        selected=result.selected,
+        correct=bool(correct),
+        passed=any(c["correct"] for c in cands[:n]) if gold is not None else None,
+        num_generated_tokens=gen,
+        num_compute_tokens=compute,
+        wall_time=wall,
+    )
 
 
-def _sampling_rows(strategies: list[SamplingStrategy], results: list[SolveResult], problems: list[Problem], ns: list[int], seed: int) -> list[dict]:
+def _sampling_rows(strategies: list[SamplingStrategy], results: list[SolveResult], problems: list[Problem], ns: list[int], seed: int) -> list[EvalRow]:
     rows = []
     for p, res in zip(problems, results):
         cands = [_candidate_dict(c, p.answer) for c in res.candidates]
@@ -218,30 +226,21 @@ def _sampling_rows(strategies: list[SamplingStrategy], results: list[SolveResult
                 scored = round(res.usage.scored_tokens_of_first(chars, n)) if strat.needs_scorer else 0
                 # Wall time at n < N is not measured: it is the run's time scaled by its share of tokens.
                 wall = res.usage.wall_time * gen / total_gen
-                by_n[str(n)] = _at(chosen, p.answer, cands=cands, n=n, wall=wall, gen=gen, compute=gen + scored)
+                by_n[n] = _at(chosen, p.answer, cands=cands, n=n, wall=wall, gen=gen, compute=gen + scored)
             rows.append(_row(p, strat.name, seed, by_n, cands, res))
     return rows
 
 
-def _row(p: Problem, strategy: str, seed: int, by_n: dict, cands: list[dict], res: SolveResult) -> dict:
-    return {
-        "problem_id": p.id,
-        "strategy": strategy,
-        "seed": seed,
-        "level": p.level,
-        "gold": p.answer,
-        "by_n": by_n,
-        "candidates": cands,
-        "usage": asdict(res.usage),
-    }
+def _row(p: Problem, strategy: str, seed: int, by_n: dict[int, Outcome], cands: list[dict], res: SolveResult) -> EvalRow:
+    return EvalRow(problem_id=p.id, strategy=strategy, seed=seed, level=p.level, gold=p.answer, by_n=by_n, candidates=cands, usage=asdict(res.usage))
 
 
-def _solve_rows(strat: Strategy, problems: list[Problem], ns: list[int], seed: int) -> list[dict]:
+def _solve_rows(strat: Strategy, problems: list[Problem], ns: list[int], seed: int) -> list[EvalRow]:
     """Strategies whose budget changes the search itself run once per n (greedy: once). The row's `candidates`
     are those of the largest n; each smaller n keeps its own under `by_n[n]["candidates"]`, so `optimize` can
     re-make a search's final choice at any stored budget (with the probe's answers added)."""
     budgets = [1] if strat.name == "greedy" else ns
-    per_problem: dict[str, dict] = {p.id: {} for p in problems}
+    per_problem: dict[str, dict[int, Outcome]] = {p.id: {} for p in problems}
     last: dict[str, SolveResult] = {}
     for n in budgets:
         results = strat.solve(problems, n)
@@ -249,19 +248,101 @@ def _solve_rows(strat: Strategy, problems: list[Problem], ns: list[int], seed: i
         for p, res in zip(problems, results):
             cands = [_candidate_dict(c, p.answer) for c in res.candidates]
             u = res.usage
-            per_problem[p.id][str(n)] = _at(res, p.answer, cands=cands, n=len(cands), wall=u.wall_time, gen=u.num_generated_tokens, compute=u.num_compute_tokens)
+            at = _at(res, p.answer, cands=cands, n=len(cands), wall=u.wall_time, gen=u.num_generated_tokens, compute=u.num_compute_tokens)
             if n != budgets[-1]:
-                per_problem[p.id][str(n)]["candidates"] = cands
+                at.candidates = cands
             if res.details:
-                per_problem[p.id][str(n)]["details"] = res.details
+                at.details = res.details
             if p.id in choices:
-                per_problem[p.id][str(n)]["choice"] = {k: v for k, v in choices[p.id].items() if k not in ("problem_id", "n")}
+                at.choice = {k: v for k, v in choices[p.id].items() if k not in ("problem_id", "n")}
+            per_problem[p.id][n] = at
             last[p.id] = res
     rows = []
     for p in problems:
         res = last[p.id]
         rows.append(_row(p, strat.name, seed, per_problem[p.id], [_candidate_dict(c, p.answer) for c in res.candidates], res))
     return rows
+
+
+def _solve_chunk(missing: list[tuple], *, probs: list[Problem], shared: list[SamplingStrategy], others: list[Strategy], ns: list[int], seed: int, scorer) -> list[dict]:
+    """The rows of one chunk for every strategy with a missing row in it. The whole chunk runs again, never a
+    part of it: the same batch gives the same numbers, so a resumed run equals an uninterrupted one."""
+    todo = {strategy for _, strategy, _ in missing}
+    rows: list[EvalRow] = []
+    if any(s.name in todo for s in shared):
+        needs = any(s.needs_scorer for s in shared)
+        # One generation for all of them, asking for the most logprobs any of them reads.
+        k = max((s.sampling.logprobs for s in shared if s.sampling.logprobs is not None), default=None)
+        sampled = shared[0].sample(probs, max(ns), scorer=scorer if needs else None, sampling=with_logprobs(shared[0].sampling, k))
+        rows += _sampling_rows(shared, sampled, probs, ns, seed)
+    for strat in others:
+        if strat.name in todo:
+            rows += _solve_rows(strat, probs, ns, seed)
+    return [r.to_dict() for r in rows]
+
+
+def _row_key(row: dict) -> tuple:
+    return (row["problem_id"], row["strategy"], row["seed"])
+
+
+def run_rows(config: EvalConfig, chunks: list[list[Problem]], results: ResultsFile, *, engine, scorer, progress: bool = True) -> None:
+    """Generate and append every row of `config` that `results` lacks, chunk by chunk (see the module docstring).
+    With `progress`, a bar counts finished problems and, within a chunk, a transient bar counts the sequences
+    (or a search's problems) done."""
+    classes = [get_strategy(s) for s in config.strategies]
+    sampling = SamplingParams(temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_tokens)
+    done = {_row_key(r) for r in results.load()}
+    problems = [p for c in chunks for p in c]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        finished = sum(all((p.id, s, seed) in done for s in config.strategies) for seed in config.seeds for p in problems)
+        bar = tqdm(total=len(problems) * len(config.seeds), initial=finished, desc=f"eval {config.task}", unit="problem", dynamic_ncols=True)
+
+    def pieces():
+        for seed in config.seeds:
+            strategies = [
+                make_strategy(spec, engine, scorer, sampling=sampling, seed=seed, **({"policy": config.policy} if cls.name == "optimal" else {}))
+                for spec, cls in zip(config.strategies, classes)
+            ]
+            if bar is not None:  # progress within a chunk: a bar the engine (or search) fills, gone when done
+                for s in strategies:
+                    s.use_tqdm = functools.partial(tqdm, leave=False)
+            shared = [s for s in strategies if is_resampling(type(s))]
+            others = [s for s in strategies if s not in shared]
+            for probs in chunks:
+                keys = [(p.id, s, seed) for p in probs for s in config.strategies]
+                yield Piece(keys, functools.partial(_solve_chunk, probs=probs, shared=shared, others=others, ns=config.n, seed=seed, scorer=scorer))
+
+    def count_finished(piece: Piece, rows: list[dict]) -> None:
+        # A problem with a new row was unfinished before; those that now have every strategy's row are finished.
+        bar.update(len({(r["problem_id"], r["seed"]) for r in rows if all((r["problem_id"], s, r["seed"]) in done for s in config.strategies)}))
+
+    try:
+        run_pieces(pieces(), results, done=done, key=_row_key, on_append=count_finished if bar is not None else None)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def write_summary(config: EvalConfig, problem_ids: Sequence[str], rows: list[dict], *, log=print) -> EvalReport:
+    """Summarize the stored `rows` of `config` over these problems (a run's, a shard's, or merged shards'):
+    print the table and write summary.md, summary.json and the plots to `config.out`."""
+    out = Path(config.out)
+    ids = set(problem_ids)
+    rows, num_copies = drop_duplicates([r for r in rows if r["problem_id"] in ids and r["strategy"] in config.strategies and r["seed"] in config.seeds])
+    if num_copies:
+        log(f"note: {out / 'results.jsonl'} holds {num_copies} extra copies of rows (same problem, strategy and seed, written by two evals at once); each row counts once")
+    summary = summarize(rows, config.strategies)
+    table = format_table(summary)
+    title = f"{config.task} ({config.split}, {len(problem_ids)} problems) - model {config.model}, scorer {config.scorer}"
+    paths = plot_accuracy(summary, out, title=title)
+    (out / "summary.md").write_text(f"# {title}\n\n```\n{table}\n```\n")
+    (out / "summary.json").write_text(json.dumps([asdict(r) for r in summary], indent=2))
+    log(table)
+    log(f"results: {out / 'results.jsonl'}; plots: {', '.join(str(p) for p in paths)}")
+    return EvalReport(summary=summary, rows=rows, table=table, paths=paths)
 
 
 def _locked(run):
@@ -287,7 +368,7 @@ def run_eval(
     log=print,
 ) -> EvalReport:
     """Run (or resume) an evaluation; print and return its summary, and write results, tables and plots
-    under `config.out`."""
+    under `config.out` (`run_rows`, then `write_summary`)."""
     out = Path(config.out)
     if problems is None:
         problems = load_task(config.task, split=config.split, data=config.data, limit=config.limit, offset=config.offset, levels=config.levels, **config.task_options)
@@ -299,72 +380,15 @@ def run_eval(
         raise DataError(f"eval needs gold answers, but problem {missing_gold[0]!r} has none ({len(missing_gold)} in all).")
     _check_or_write_meta(out, config)
     results = ResultsFile(out / "results.jsonl")
-    done = {(r["problem_id"], r["strategy"], r["seed"]) for r in results.load()}
-
-    classes = [get_strategy(s) for s in config.strategies]
     if engine is None:
         from ..engines import TransformersEngine
 
         engine = TransformersEngine(config.model)
-    if scorer is None and any(c.needs_scorer for c in classes):
+    if scorer is None and any(get_strategy(s).needs_scorer for s in config.strategies):
         scorer = load_scorer(config.scorer, engine=engine)
-    sampling = SamplingParams(temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_tokens)
-
     chunk = config.chunk_size()
     chunks = [problems[i : i + chunk] for i in range(0, len(problems), chunk)]
     if config.shard is not None:  # whole chunks, so the shard's batches are exactly the unsharded run's
         chunks = take_shard(chunks, config, out)
-        problems = [p for c in chunks for p in c]
-    total = len(problems) * len(config.seeds)
-    finished = sum(all((p.id, s, seed) in done for s in config.strategies) for seed in config.seeds for p in problems)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total, initial=finished, desc=f"eval {config.task}", unit="problem", dynamic_ncols=True)
-    try:
-        for seed in config.seeds:
-            strategies = [
-                make_strategy(spec, engine, scorer, sampling=sampling, seed=seed, **({"policy": config.policy} if cls.name == "optimal" else {}))
-                for spec, cls in zip(config.strategies, classes)
-            ]
-            shared = [s for s in strategies if isinstance(s, SamplingStrategy) and s.name != "greedy"]
-            others = [s for s in strategies if s not in shared]
-            for probs in chunks:
-                todo = {s.name for s in strategies for p in probs if (p.id, s.name, seed) not in done}
-                if not todo:
-                    continue
-                complete_before = sum(all((p.id, s, seed) in done for s in config.strategies) for p in probs)
-                rows: list[dict] = []
-                if any(s.name in todo for s in shared):
-                    needs = any(s.needs_scorer for s in shared)
-                    # One generation for all of them, asking for the most logprobs any of them reads.
-                    k = max((s.sampling.logprobs for s in shared if s.sampling.logprobs is not None), default=None)
-                    sampled = shared[0].sample(probs, max(config.n), scorer=scorer if needs else None, sampling=with_logprobs(shared[0].sampling, k))
-                    rows += _sampling_rows(shared, sampled, probs, config.n, seed)
-                for strat in others:
-                    if strat.name in todo:
-                        rows += _solve_rows(strat, probs, config.n, seed)
-                new = [r for r in rows if (r["problem_id"], r["strategy"], r["seed"]) not in done]
-                new.sort(key=lambda r: ([p.id for p in probs].index(r["problem_id"]), config.strategies.index(r["strategy"])))
-                results.append(new)
-                done.update((r["problem_id"], r["strategy"], r["seed"]) for r in new)
-                if bar is not None:
-                    bar.update(sum(all((p.id, s, seed) in done for s in config.strategies) for p in probs) - complete_before)
-    finally:
-        if bar is not None:
-            bar.close()
-
-    ids = {p.id for p in problems}
-    rows, num_copies = drop_duplicates([r for r in results.load() if r["problem_id"] in ids and r["strategy"] in config.strategies and r["seed"] in config.seeds])
-    if num_copies:
-        log(f"note: {results.path} holds {num_copies} extra copies of rows (same problem, strategy and seed, written by two evals at once); each row counts once")
-    summary = summarize(rows, config.strategies)
-    table = format_table(summary)
-    title = f"{config.task} ({config.split}, {len(problems)} problems) - model {config.model}, scorer {config.scorer}"
-    paths = plot_accuracy(summary, out, title=title)
-    (out / "summary.md").write_text(f"# {title}\n\n```\n{table}\n```\n")
-    (out / "summary.json").write_text(json.dumps([asdict(r) for r in summary], indent=2))
-    log(table)
-    log(f"results: {out / 'results.jsonl'}; plots: {', '.join(str(p) for p in paths)}")
-    return EvalReport(summary=summary, rows=rows, table=table, paths=paths)
+    run_rows(config, chunks, results, engine=engine, scorer=scorer, progress=progress)
+    return write_summary(config, [p.id for c in chunks for p in c], results.load(), log=log)

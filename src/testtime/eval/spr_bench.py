@@ -19,6 +19,7 @@ rerunning the same command skips what is done. `max_minutes` stops starting new 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -39,6 +40,7 @@ from ..strategies.speculative_rejection import (
 )
 from ..tasks import TASKS, Problem, load_task
 from ._identity import differing_setting
+from ._loop import Piece, run_pieces
 from ._results import ResultsFile
 
 MEMORY_OF_BON = "bon"
@@ -54,18 +56,18 @@ INSTRUCTION_SELF_EVAL_PROMPT = (
 """Self-evaluation as an outcome reward for open-ended instructions (the default scorer's prompt is about math)."""
 
 
-def bench_scorer(name: str, engine, task: str, *, model: str | None = None):
-    """`load_scorer(name)`, where "default" is the task's own reward when it declares one (`default_scorer`:
-    alpaca_farm's is the generator's likelihood, confidence:logprob, the paper's section 5.3). On the built-in
-    open-ended instructions "default" and "self-eval" judge helpfulness: the generator's own P(Yes) is the
-    reward model that works offline there (pass an ORM with --scorer orm --scorer-model ID to use one).
-    `model` is the reward model of the families that load their own."""
+def bench_scorer(name: str, engine, task: str, **options):
+    """`load_scorer(name, engine=engine, **options)`, where "default" is the task's own reward when it declares one
+    (`default_scorer`: alpaca_farm's is the generator's likelihood, confidence:logprob, the paper's section 5.3).
+    On the built-in open-ended instructions "default" and "self-eval" judge helpfulness: the generator's own
+    P(Yes) is the reward model that works offline there (pass an ORM with --scorer orm --scorer-model ID to use
+    one). `options` are the named family's (`cli._engine_args.scorer_options`: a reward model's directory, ...)."""
     task_default = getattr(TASKS.get(task), "default_scorer", None)
     if name == "default" and task_default is not None:
         return load_scorer(task_default, engine=engine)
     if task == "instructions" and name in ("default", "self-eval"):
         return load_scorer("self-eval", engine=engine, prompt=INSTRUCTION_SELF_EVAL_PROMPT)
-    return load_scorer(name, engine=engine, **({"model": model} if model else {}))
+    return load_scorer(name, engine=engine, **options)
 
 
 @dataclass
@@ -327,38 +329,24 @@ def run_spr_bench(
         scorer = bench_scorer(config.scorer, engine, config.task)
     _check_meta(out, config, scorer)
     results = ResultsFile(out / "results.jsonl")
-    done = {(r["method"], r["problem_id"]) for r in results.load()}
+    done = {_row_key(r) for r in results.load()}
     methods = ["bon"] + [config.spr_method(a) for a in config.alphas]
-    todo = [(m, p) for m in methods for p in problems if (m, p.id) not in done]
+    num_todo = sum((m, p.id) not in done for m in methods for p in problems)
     sampling = SamplingParams(temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_tokens)
     chunks = [problems[i : i + config.chunk] for i in range(0, len(problems), config.chunk)]
+    # One piece per chunk and method; a piece runs only its missing problems (the eval reruns whole chunks).
+    pieces = (Piece([(m, p.id) for p in probs], functools.partial(_run_missing, m, config, probs, engine, scorer, sampling)) for probs in chunks for m in methods)
     bar = None
-    if progress and todo:
+    if progress and num_todo:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(methods) * len(problems), initial=len(methods) * len(problems) - len(todo), desc="bench spr", unit="run", dynamic_ncols=True)
-    t_start = time.perf_counter()
-    stopped = False
+        bar = tqdm(total=len(methods) * len(problems), initial=len(methods) * len(problems) - num_todo, desc="bench spr", unit="run", dynamic_ncols=True)
     try:
-        for probs in chunks:
-            for method in methods:
-                missing = [p for p in probs if (method, p.id) not in done]
-                if not missing:
-                    continue
-                if max_minutes is not None and time.perf_counter() - t_start > 60 * max_minutes:
-                    stopped = True
-                    break
-                rows = _run_method(method, config, missing, engine, scorer, sampling)
-                results.append(rows)
-                done.update((r["method"], r["problem_id"]) for r in rows)
-                if bar is not None:
-                    bar.update(len(rows))
-            if stopped:
-                break
+        finished = run_pieces(pieces, results, done=done, key=_row_key, on_append=(lambda piece, rows: bar.update(len(rows))) if bar is not None else None, max_minutes=max_minutes)
     finally:
         if bar is not None:
             bar.close()
-    if stopped:
+    if not finished:
         log(f"stopped after {max_minutes} minutes; rerun the same command to continue")
     rows = [r for r in results.load() if r["problem_id"] in {p.id for p in problems}]
     report = analyze(rows, config, problems)
@@ -380,6 +368,15 @@ def run_spr_bench(
     log(report.table)
     log(f"results: {out / 'results.jsonl'}; plot: {', '.join(str(p) for p in report.paths)}")
     return report
+
+
+def _row_key(row: dict) -> tuple[str, str]:
+    return (row["method"], row["problem_id"])
+
+
+def _run_missing(method: str, config: SprBenchConfig, problems: list[Problem], engine, scorer, sampling, missing: list[tuple]) -> list[dict]:
+    keys = set(missing)
+    return _run_method(method, config, [p for p in problems if (method, p.id) in keys], engine, scorer, sampling)
 
 
 def _run_method(method: str, config: SprBenchConfig, problems: list[Problem], engine, scorer, sampling) -> list[dict]:

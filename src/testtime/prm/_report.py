@@ -6,7 +6,8 @@ best-of-N over majority voting.
    cut's step (its scores are causal, so this equals scoring the prefix alone); any other scorer scores the
    prefix text itself.
 2. Selection: for N = 1..max_n, majority vote, naive best-of-N and weighted best-of-N over the first N of the
-   same candidates (candidates are independent, so the first N of 16 are a valid sample of N), with pass@N.
+   same candidates (candidates are independent, so the first N of 16 are a valid sample of N), with pass@N
+   (the unbiased estimate from all 16 samples of each problem).
 
 Samples and scores are appended to `samples.jsonl` in the output directory per chunk of problems, so an
 interrupted report resumes.
@@ -22,6 +23,7 @@ from pathlib import Path
 from .._errors import ValidationError
 from ..engines import SamplingParams
 from ..eval import ResultsFile, wilson_interval
+from ..eval._metrics import pass_at_k
 from ..scorers import STEP_SEPARATOR, Scorer, ScoreRequest, reduce_scores, split_steps
 from ..strategies import Candidate, MajorityVote
 from ..strategies._base import DEFAULT_SAMPLING
@@ -141,7 +143,8 @@ def summarize_rows(rows: Sequence[dict], *, max_n: int, reduction: str) -> PRMRe
             for name, select in SELECTORS.items():
                 sel = select(cands)
                 hits[name] += bool(sel is not None and row["candidates"][sel]["correct"])
-            hits["pass"] += any(c["correct"] for c in row["candidates"][:n])
+            # Unbiased pass@n over all the row's samples (Chen et al. 2021), not "a correct one among the first n".
+            hits["pass"] += pass_at_k(len(row["candidates"]), sum(bool(c["correct"]) for c in row["candidates"]), n)
         for k, h in hits.items():
             acc[k][n] = h / max(len(rows), 1)
             ci[k][n] = wilson_interval(h, len(rows))

@@ -3,6 +3,11 @@
 A candidate is a solution text, complete or partial, whose steps are separated by a blank line (the math
 prompts ask for that format). Process reward models return one score per step; outcome scorers (the oracle,
 self-evaluation, ORMs) return a one-element list. Strategies rank candidates by a reduction of that list.
+
+Optional capabilities are protocols checked with `isinstance`: `LogprobScorer` (reads the candidates' token
+logprobs) and `HiddenStateScorer` (a head on the generator's hidden states, which can score live rows from the
+states the decode loop already computed). A family built on the generator's own model declares
+`needs_engine = True` on its class; `load_scorer` then hands it the engine.
 """
 
 from __future__ import annotations
@@ -10,12 +15,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from .._errors import ValidationError
 from ..engines import TokenLogprobs
 
-__all__ = ["LogprobScorer", "ScoreRequest", "Scorer", "ScorerUsage", "Reduction", "REDUCTIONS", "reduce_scores", "split_steps", "STEP_SEPARATOR"]
+__all__ = ["HiddenStateScorer", "LogprobScorer", "ScoreRequest", "Scorer", "ScorerUsage", "Reduction", "REDUCTIONS", "reduce_scores", "split_steps", "STEP_SEPARATOR"]
 
 STEP_SEPARATOR = "\n\n"
 
@@ -77,6 +82,25 @@ class LogprobScorer(Protocol):
     engine for `num_logprobs` top logprobs per token and pass them in `ScoreRequest.logprobs`."""
 
     num_logprobs: int
+
+    def score(self, requests: ScoreRequest | Sequence[ScoreRequest]) -> list[list[list[float]]]: ...
+
+
+@runtime_checkable
+class HiddenStateScorer(Protocol):
+    """A scorer that is a head on one generator's hidden states (the built-in PRM head): given the states of
+    `hidden_layers` at a row's last visible token, `score_hidden` returns the row's score, so a live batch that
+    keeps those states (`engines.HiddenStateBatch`) is scored with no token pushed through any model again.
+    Only valid for rows of `engine`, the generator whose states the head was trained on."""
+
+    engine: Any
+    """The generator the head reads."""
+    hidden_layers: list[int]
+    """Layers read (transformers' numbering: 0 embeddings, -1 the final norm), concatenated in this order."""
+
+    def score_hidden(self, features: Any) -> list[float]:
+        """One score per row of (N, C x len(hidden_layers)) features."""
+        ...
 
     def score(self, requests: ScoreRequest | Sequence[ScoreRequest]) -> list[list[list[float]]]: ...
 

@@ -22,7 +22,8 @@ from pathlib import Path
 import torch
 
 from .._errors import ScorerError, ValidationError
-from ..engines import Request
+from ..engines import ModelEngine, Request
+from ..engines._sessions import cache_kwarg
 from ._protocol import STEP_SEPARATOR, ScoreRequest, ScorerUsage, as_request_list, split_steps
 
 __all__ = ["PRMHead", "PRMHeadScorer", "HEADS_DIR", "SHIPPED_HEADS", "find_head", "model_fingerprint", "step_read_positions", "step_features"]
@@ -156,7 +157,8 @@ def step_features(
     prompt = engine.encode(Request(messages=messages))
     device = next(model.parameters()).device
     P = len(prompt)
-    cache = model(input_ids=torch.tensor([prompt], device=device), use_cache=True).past_key_values
+    cache_arg = cache_kwarg(model)  # "cache" on current transformers: `past_key_values` warns, and goes in 5.40
+    cache = model(input_ids=torch.tensor([prompt], device=device), use_cache=True)[cache_arg]
     if usage is not None:
         usage.num_tokens += P
         usage.num_prefix_tokens += P
@@ -181,7 +183,7 @@ def step_features(
         rows_cache = copy.deepcopy(cache)
         rows_cache.batch_repeat_interleave(B)  # (B, ..., P, D): every text continues the same prompt
         positions = torch.arange(P, P + T).expand(B, T)
-        res = model(input_ids=tokens.to(device), attention_mask=mask.to(device), position_ids=positions.to(device), past_key_values=rows_cache, output_hidden_states=True)
+        res = model(input_ids=tokens.to(device), attention_mask=mask.to(device), position_ids=positions.to(device), output_hidden_states=True, **{cache_arg: rows_cache})
         hs = res.hidden_states  # L+1 tensors (B, T, C) over the texts' tokens
         for j, i in enumerate(idx):
             rows = torch.tensor(reads[i], dtype=torch.long, device=device)
@@ -202,9 +204,10 @@ class PRMHeadScorer:
     """
 
     name = "prm-head"
+    needs_engine = True  # reads the generator's model: `load_scorer` passes the engine
 
     def __init__(self, engine, *, head: str | Path | PRMHead | None = None, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
-        if not isinstance(getattr(engine, "model", None), torch.nn.Module) or not hasattr(engine, "encode"):
+        if not isinstance(engine, ModelEngine):
             raise ScorerError(f"the prm-head scorer reads the generator's hidden states and needs an in-process engine, not {engine!r}.")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValidationError(f"`batch_size` must be an integer >= 1, got {batch_size!r}.", parameter="batch_size", value=batch_size)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 
 from .._errors import ScorerError, ValidationError
-from ..engines import Request
+from ..engines import ModelEngine, Request
 from ._protocol import ScoreRequest, ScorerUsage, as_request_list, split_steps
 
 __all__ = ["SelfEvalScorer", "DEFAULT_SELF_EVAL_PROMPT"]
@@ -44,9 +44,10 @@ class SelfEvalScorer:
     """
 
     name = "self-eval"
+    needs_engine = True  # reads the generator's model: `load_scorer` passes the engine
 
     def __init__(self, engine, *, per_step: bool = False, prompt: str = DEFAULT_SELF_EVAL_PROMPT, batch_size: int = 16) -> None:
-        if not hasattr(engine, "next_token_logprobs"):
+        if not isinstance(engine, ModelEngine):
             raise ScorerError(f"the self-eval scorer needs an in-process engine with model access, not {engine!r}.")
         if batch_size < 1:
             raise ValidationError(f"`batch_size` must be >= 1, got {batch_size}.", parameter="batch_size", value=batch_size)

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field, replace
 
 from .._errors import EngineError, TesttimeError, ValidationError
 from ..engines import PromptEncoder, Request, SamplingParams
-from ..strategies import SolveResult, get_strategy, problem_seed
+from ..strategies import SolveResult, make_strategy, problem_seed
 from ..strategies._base import split_usage, to_candidate
 from ..tasks import Problem
 from ._logprobs import chosen, with_token_strings
@@ -200,9 +200,9 @@ class Batcher:
 
     def _solve(self, jobs: list[Job]) -> list[SolveResult]:
         first = jobs[0]
-        cls = get_strategy(first.strategy)
         extra = {"policy": self.policy} if first.strategy == "optimal" else {}
-        strategy = cls(self.engine, self.scorer if cls.needs_scorer else None, sampling=first.sampling, seed=0, **extra)
+        # `make_strategy`, as the eval builds them: a spec (`deepconf:keep=0.9`) gets its params.
+        strategy = make_strategy(first.strategy, self.engine, self.scorer, sampling=first.sampling, seed=0, **extra)
         self.num_batches += 1
         return strategy.solve([j.problem for j in jobs], first.budget)
 
@@ -210,7 +210,7 @@ class Batcher:
         """Continue each job's partial answer: one sample, in one `generate` call for all of them."""
         t0 = time.perf_counter()
         e0 = self.engine.usage.copy()
-        strategies = [get_strategy(j.strategy)(self.engine, None, sampling=j.sampling, seed=0) for j in jobs]
+        strategies = [make_strategy(j.strategy, self.engine, None, sampling=j.sampling, seed=0) for j in jobs]
         requests = [Request(messages=j.problem.chat(), partial=j.partial) for j in jobs]
         # The sampling and seed the strategy's own `sample` would use (Greedy sets temperature 0 in its sampling).
         params = [replace(s.sampling, n=1, seed=problem_seed(s.seed, j.problem.id)) for s, j in zip(strategies, jobs, strict=True)]

@@ -33,7 +33,8 @@ from typing import Any
 
 from .._errors import ValidationError
 from ..engines import MAX_LOGPROBS, SamplingParams
-from ..strategies import SamplingStrategy, get_strategy
+from ..strategies import SamplingStrategy, get_strategy, parse_strategy_spec
+from ..strategies._spec import params_for
 from ._config import ServeConfig
 
 __all__ = ["ChatRequest", "parse_chat_request", "ModelNotFound", "STRATEGY_HEADER", "BUDGET_HEADER"]
@@ -241,6 +242,8 @@ def parse_chat_request(body: Any, headers: Mapping[str, str], config: ServeConfi
     if not isinstance(name, str):
         raise _fail(f"`strategy` must be a string, got {name!r}.", "strategy", name)
     cls = get_strategy(name)
+    if ":" in name:  # a spec (deepconf:keep=0.9): its keys and values are checked now, not when the batch runs
+        params_for(cls, *parse_strategy_spec(name))
     if cls.needs_scorer and not has_scorer:
         raise _fail(f"strategy {name!r} ranks candidates with a scorer, and this server runs without one; use majority or greedy, or start the server with --scorer.", "strategy", name)
     if name == "optimal" and config.policy is None:

@@ -12,24 +12,25 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from .._errors import ValidationError
+from ..engines import HiddenStateBatch
+from ..scorers import HiddenStateScorer
 
 __all__ = ["PARTIAL_SCORES", "live_scorer"]
 
 PARTIAL_SCORES = ("auto", "text", "hidden")
 """How rows are scored mid-generation: "text" (the scorer reads the text), "hidden" (from the live batch's
-hidden states; needs a scorer with `score_hidden` tied to this engine), "auto" (hidden when possible)."""
+hidden states; needs a `HiddenStateScorer` of this engine and a `HiddenStateBatch`), "auto" (hidden when possible)."""
 
 
 def live_scorer(scorer, engine, batch, how: str = "auto") -> Callable[[Sequence[int]], list[float]] | None:
     """A function mapping live-batch rows to scores read from the generator's hidden states, or None to score
     text. Call it before the batch's first advance: it makes the batch track the layers the scorer reads.
 
-    Scorers opt in with `score_hidden(features) -> list[float]` and `hidden_layers` (default [-1], the
-    final-norm state); a scorer tied to an engine (`scorer.engine`) must be tied to this one."""
-    fn = getattr(scorer, "score_hidden", None)
-    layers = list(getattr(scorer, "hidden_layers", [-1]))
-    own = getattr(scorer, "engine", engine) is engine
-    if fn is None or not own or not hasattr(batch, "track_hidden_states"):
+    Hidden-state scoring needs a head on this engine's model (`scorers.HiddenStateScorer` whose `engine` is
+    `engine`) and a batch that keeps states (`engines.HiddenStateBatch`, the in-process engine's); every strategy
+    that scores partial paths asks here."""
+    can = isinstance(scorer, HiddenStateScorer) and scorer.engine is engine and isinstance(batch, HiddenStateBatch)
+    if not can:
         if how == "hidden":
             raise ValidationError(
                 f"`partial_scores='hidden'` needs a scorer with `score_hidden` (a head on this generator's hidden states) and the in-process engine; got {type(scorer).__name__} on {engine!r}.",
@@ -39,5 +40,6 @@ def live_scorer(scorer, engine, batch, how: str = "auto") -> Callable[[Sequence[
         return None
     if how == "text":
         return None
+    layers = list(scorer.hidden_layers)
     batch.track_hidden_states(layers)
-    return lambda rows: [float(s) for s in fn(batch.last_hidden_states(layers)[list(rows)].float().cpu())]
+    return lambda rows: [float(s) for s in scorer.score_hidden(batch.last_hidden_states(layers)[list(rows)].float().cpu())]

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 from .._errors import check
-from ..engines import Completion, Engine, Request, SamplingParams
+from ..engines import BatchSizedEngine, Completion, Engine, Request, SamplingParams
 from ..scorers import REDUCTIONS, STEP_SEPARATOR, LogprobScorer, Scorer, ScoreRequest, reduce_scores
 from ..tasks import Problem
 from ._base import (
@@ -240,7 +240,7 @@ class StepSearch(Strategy):
         t0 = time.perf_counter()
         states = [self.new_state(p, n) for p in probs]
         ledger = _Ledger([Usage() for _ in probs])
-        max_rows = self.params.max_rows or getattr(self.engine, "max_batch_size", DEFAULT_MAX_ROWS)
+        max_rows = self.params.max_rows or (self.engine.max_batch_size if isinstance(self.engine, BatchSizedEngine) else DEFAULT_MAX_ROWS)
         queue = deque(range(len(probs)))
         batch, nodes = None, []  # nodes[b]: which problem row b serves, and its tag
         bar = _progress(len(probs), self.use_tqdm, self.name)
@@ -249,7 +249,7 @@ class StepSearch(Strategy):
                 batch = self.engine.start()
                 self._live = None if self.lookahead > 0 else live_scorer(self.scorer, self.engine, batch, self.params.partial_scores)
             admit, rows = [], len(nodes)
-            while queue and getattr(batch, "supports_add", True) and (rows + n <= max_rows or (rows == 0 and not admit)):
+            while queue and batch.supports_add and (rows + n <= max_rows or (rows == 0 and not admit)):
                 admit.append(queue.popleft())
                 rows += n
             if admit:
@@ -421,9 +421,13 @@ def logit(p: float, eps: float = 1e-6) -> float:
     return math.log(p / (1.0 - p))
 
 
-def _progress(total: int, enabled: bool, name: str):
-    if not enabled:
+def _progress(total: int, use_tqdm, name: str):
+    """A bar of problems done: `use_tqdm` True, or the bar's factory (as `Engine.generate` takes it)."""
+    if not use_tqdm:
         return None
-    from tqdm.auto import tqdm
+    if callable(use_tqdm):
+        make = use_tqdm
+    else:
+        from tqdm.auto import tqdm as make
 
-    return tqdm(total=total, desc=name, unit="problem", dynamic_ncols=True)
+    return make(total=total, desc=name, unit="problem", dynamic_ncols=True)

@@ -36,7 +36,7 @@ from ._base import DEFAULT_SAMPLING, SamplingStrategy, SamplingStrategyParams, S
 from ._spec import params_for
 from ._types import Candidate, SolveResult
 
-__all__ = ["OptimalStrategy", "Policy", "PolicyEntry", "POLICY_VERSION", "DEFAULT_NUM_PROBE", "level_from_edges", "reselect_with_probe"]
+__all__ = ["OptimalStrategy", "Policy", "PolicyEntry", "POLICY_VERSION", "DEFAULT_NUM_PROBE", "is_resampling", "level_from_edges", "reselect_with_probe"]
 
 POLICY_VERSION = 1
 DEFAULT_NUM_PROBE = 4

@@ -29,13 +29,12 @@ the layers the head reads and partial answers are scored from the states the dec
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from .._errors import ValidationError, check, problem_context
-from ..engines import Engine, PromptEncoder, Request, SamplingParams
+from ..engines import Engine, KVCacheEngine, PromptEncoder, Request, SamplingParams
 from ..grading import extract_answer
 from ..scorers import REDUCTIONS, STEP_SEPARATOR, Scorer, ScoreRequest, reduce_scores
 from ..tasks import Problem
@@ -150,29 +149,16 @@ class Round:
 def kv_token_budget(engine, *, memory_fraction: float = DEFAULT_MEMORY_FRACTION) -> int:
     """KV-cache tokens that `memory_fraction` of the free memory of the engine's device holds.
 
-    Reads the model's shape (layers, KV heads, head size, dtype), so it needs the in-process engine; free
-    memory is `cuda.mem_get_info` on GPU, available physical pages on CPU.
+    Needs an engine whose rows sit in a KV cache it can measure (`KVCacheEngine`: the in-process engine, which
+    knows its model's layers, KV heads, head size and dtype, and its device's free memory).
     """
-    import torch
-
-    model = getattr(engine, "model", None)
-    config = getattr(model, "config", None)
-    if config is None:
+    if not isinstance(engine, KVCacheEngine):
         raise ValidationError(
             f"`kv_budget='auto'` measures the in-process engine's KV cache, and {engine!r} has none; pass an integer `kv_budget` or use `decision_tokens`.",
             parameter="kv_budget",
             value=AUTO,
         )
-    heads = config.num_attention_heads
-    kv_heads = getattr(config, "num_key_value_heads", None) or heads
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-    per_token = 2 * config.num_hidden_layers * kv_heads * head_dim * model.dtype.itemsize  # keys and values
-    device = getattr(engine, "device", torch.device("cpu"))
-    if device.type == "cuda":
-        free = torch.cuda.mem_get_info(device)[0]
-    else:
-        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    return int(free * memory_fraction) // per_token
+    return int(engine.free_memory() * memory_fraction) // engine.kv_bytes_per_token
 
 
 def next_decision_point(params: SpeculativeRejectionParams, num_tokens: int, num_rows: int, prompt: int, kv: int | None) -> int | None:
