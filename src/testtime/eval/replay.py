@@ -291,10 +291,11 @@ def format_replay(rows: Sequence[ReplayRow], calib: Sequence[dict] | None = None
             lines.append(f"{c['metric']:<16} {size!s:>11} {aw:>10} {ap:>10}")
         lines.append(f"AUC within: mean over {calib[0]['num_problems_within']} problems with right and wrong answered samples; pooled: {calib[0]['num_samples']} answered samples.")
         lines.append("")
-    header = f"{'rule':<28} {'n':>3} {'acc':>6} {'95% CI':>15} {'gen tok':>8} {'vs maj':>7} {'+/-':>7} {'McNemar p':>9}"
+    w = max([28] + [len(r.rule) for r in rows])
+    header = f"{'rule':<{w}} {'n':>3} {'acc':>6} {'95% CI':>15} {'gen tok':>8} {'vs maj':>7} {'+/-':>7} {'McNemar p':>9}"
     lines += [header, "-" * len(header)]
     for r in rows:
-        lines.append(f"{r.rule:<28} {r.n:>3} {r.accuracy:>6.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}] {r.mean_generated_tokens:>8.0f} {r.tokens_vs_majority:>6.2f}x {f'+{r.only_rule}/-{r.only_majority}':>7} {r.mcnemar_p:>9.3f}")
+        lines.append(f"{r.rule:<{w}} {r.n:>3} {r.accuracy:>6.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}] {r.mean_generated_tokens:>8.0f} {r.tokens_vs_majority:>6.2f}x {f'+{r.only_rule}/-{r.only_majority}':>7} {r.mcnemar_p:>9.3f}")
     lines.append("vs maj: generated tokens over majority@n's on the same problems; +/-: problems only this rule / only majority answers right (paired).")
     return "\n".join(lines)
 

@@ -3,7 +3,8 @@ moment its confidence drops, and stop sampling once the vote is settled.
 
 1. Warm-up: sample `warmup` traces to the end. Their confidences (lowest group confidence by default) set the
    stopping threshold s: the (100 - 100 keep)-th percentile, so keep = 0.1 (DeepConf-low) keeps only traces as
-   confident as the warm-up's top 10%, keep = 0.9 (DeepConf-high) all but its bottom 10%.
+   confident as the warm-up's top 10%, keep = 0.9 (DeepConf-high) all but its bottom 10%; the default 0.25
+   sits between them (chosen on a dev split, see `DeepConfOnlineParams.keep`).
 2. The remaining n - warmup traces run in the live batch, each watched by a `ConfidenceStop`: the moment the
    mean token confidence of its last `window` tokens falls below s it is dropped (`reorder`; on the in-process
    engine its rows leave the KV cache, nothing is re-prefilled). Its tokens were generated and are counted.
@@ -64,9 +65,11 @@ class DeepConfOnlineParams(ConfidenceParams):
 
     n: int = 16
     """Traces per problem at most (the budget), >= 1."""
-    keep: float = 0.1
+    keep: float = 0.25
     """The threshold is the top-`keep` point of the warm-up confidences, in (0, 1]: 0.1 is DeepConf-low, 0.9
-    DeepConf-high."""
+    DeepConf-high. The default, between them, was chosen on arith's dev split by replaying stored traces
+    (scripts/deepconf_tune.py, BENCHMARKS.md): with a warm-up of 4 traces at n = 16, the 90th percentile is
+    nearly the warm-up's best trace and DeepConf-low stops almost every other trace."""
     warmup: int | None = None
     """Warm-up traces (the paper's N_init), in [1, n]; None: a quarter of n, at least 2 (the paper: 16 of 512;
     small budgets need a larger share for the percentile to mean anything)."""
