@@ -25,7 +25,8 @@ from testtime.grading import is_equiv
 
 
 class TimedScorer:
-    """A scorer proxy that adds up the wall time of `score` calls."""
+    """A scorer proxy that adds up the wall time of `score` (and `score_hidden`) calls; every other attribute is
+    the real scorer's, so a head on the generator still scores live rows from their hidden states."""
 
     def __init__(self, scorer) -> None:
         self.scorer = scorer
@@ -34,6 +35,22 @@ class TimedScorer:
     @property
     def usage(self):
         return self.scorer.usage
+
+    def __getattr__(self, name):
+        if name.startswith("__") or name in ("scorer", "seconds"):
+            raise AttributeError(name)
+        value = getattr(self.scorer, name)
+        if name != "score_hidden":
+            return value
+
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return value(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - t0
+
+        return timed
 
     def score(self, requests):
         t0 = time.perf_counter()
@@ -60,7 +77,7 @@ def run(strategy, problems, budget, scorer: TimedScorer) -> dict:
         "scored": s.num_tokens,
         "engine_calls": e.num_calls,
         "scorer_calls": s.num_calls,
-        "utilization": e.num_generated_tokens / max(e.num_decoded_tokens, 1),
+        "utilization": e.num_generated_tokens / max(e.num_decoded_tokens, 1),  # row-steps of every live batch
         "forwards": e.num_forward_passes,
         "answers": sum(r.answer is not None for r in results),
         "correct": sum(r.answer is not None and is_equiv(p.answer, r.answer) for r, p in zip(results, problems, strict=True)),

@@ -5,14 +5,19 @@ its GIL), strategy majority with budget 4 per request, exactly 64 new tokens per
 every request costs the same and timings compare like for like), temperature 0.8, fp32 on CPU; the prompts are the arith task's real chat prompts (system + 2 few-shot turns + question), each request
 with its own fixed seed. Every number comes from the server's answers (`usage.completion_tokens`).
 
-Three phases, after one warm-up request (excluded):
+Phases, after one warm-up request (excluded):
 1. one request alone, for P request pairs (each request of a pair alone, one after the other);
 2. the same two requests of each pair sent at once: their wall time against one alone (batching should keep
    it well under 2x) and against the two run back to back;
 3. load, for each N in --clients: N clients in a closed loop, R requests each: throughput (requests/s, generated tokens/s), latency
-   p50/p99, errors (any non-200), and the server's mean batch size (requests per `solve` call).
+   p50/p99, errors (any non-200), and the server's admission rounds (requests per round);
+4. (--same-seed) 4 requests with one seed (`seed: 1234`, as evaluation harnesses send) at once against one alone;
+5. (--head-of-line) a greedy request alone, then the same greedy request sent while a beam-16 request runs
+   (needs `--scorer default`): its latency against its latency alone;
+6. (--mixed N) N clients in a closed loop whose requests cycle through greedy, majority, beam and dvts.
 
     python bench/serve_load.py [--clients 1,4,8] [--requests 3] [--pairs 3] [--budget 4] [--max-tokens 64] [--allow-eos]
+        [--scorer default --same-seed --head-of-line --mixed 8]
 """
 
 from __future__ import annotations
@@ -38,8 +43,8 @@ def free_port() -> int:
 
 def start_server(args, port: int) -> subprocess.Popen:
     cmd = [
-        sys.executable, "-m", "testtime", "serve", "--model", args.model, "--scorer", "none", "--port", str(port),
-        "--strategy", "majority", "--budget", str(args.budget), "--max-tokens", str(args.max_tokens),
+        sys.executable, "-m", "testtime", "serve", "--model", args.model, "--port", str(port),
+        "--strategy", "majority", "--budget", str(args.budget), "--max-tokens", str(args.max_tokens), "--scorer", args.scorer,
         "--temperature", str(args.temperature), "--batch-window-ms", str(args.batch_window_ms), "--log-level", "warning",
     ]  # fmt: skip
     if args.device:
@@ -64,10 +69,10 @@ class Client:
         self.url, self.problems, self.args = url, problems, args
         self.http = httpx.AsyncClient(timeout=600)
 
-    async def ask(self, k: int) -> tuple[float, int, int]:
-        """(seconds, HTTP status, generated tokens) for request k (problem k mod P, seed k)."""
+    async def ask(self, k: int, **extra) -> tuple[float, int, int]:
+        """(seconds, HTTP status, generated tokens) for request k (problem k mod P, seed k; `extra` overrides)."""
         p = self.problems[k % len(self.problems)]
-        body = {"model": self.args.model, "messages": p.chat(), "budget": self.args.budget, "max_tokens": self.args.max_tokens, "seed": k, "ignore_eos": not self.args.allow_eos}
+        body = {"model": self.args.model, "messages": p.chat(), "budget": self.args.budget, "max_tokens": self.args.max_tokens, "seed": k, "ignore_eos": not self.args.allow_eos, **extra}
         t0 = time.perf_counter()
         r = await self.http.post(self.url + "/v1/chat/completions", json=body)
         dt = time.perf_counter() - t0
@@ -105,15 +110,64 @@ async def run(args, url: str, problems) -> None:
     rows = []
     for clients in args.clients:
         rows.append(await load(c, args, url, clients, one))
-    print("\n| clients | requests | wall s | req/s | gen tok/s | p50 s | p99 s | errors | req per solve |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    if args.mixed:
+        rows.append(await load(c, args, url, args.mixed, one, mixed=True))
+    print("\n| clients | strategies | requests | wall s | req/s | x one client | gen tok/s | p50 s | p99 s | errors | req per admission |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    base = rows[0]["rps"] if rows and rows[0]["clients"] == 1 else None
     for r in rows:
-        print("| {clients} | {total} | {wall:.1f} | {rps:.3f} | {tps:.0f} | {p50:.2f} | {p99:.2f} | {errors} | {per_batch:.1f} |".format(**r))
+        r["x"] = f"{r['rps'] / base:.2f}x" if base else "-"
+        print("| {clients} | {kind} | {total} | {wall:.1f} | {rps:.3f} | {x} | {tps:.0f} | {p50:.2f} | {p99:.2f} | {errors} | {per_batch:.1f} |".format(**r))
+    if args.same_seed:
+        await same_seed(c, args)
+    if args.head_of_line:
+        await head_of_line(c, args)
     await c.http.aclose()
 
 
-async def load(c: Client, args, url: str, clients: int, one: float) -> dict:
-    """N clients in a closed loop, R requests each; returns the row of the results table."""
+async def same_seed(c: Client, args) -> None:
+    """4 requests (4 prompts) that all carry seed 1234, at once, against one of them alone and against the same 4
+    prompts with 4 different seeds at once (same-seed requests should batch like any others)."""
+    alone = []
+    for k in range(4):
+        dt, status, _ = await c.ask(k, seed=1234)
+        assert status == 200
+        alone.append(dt)
+    one = statistics.mean(alone)
+    walls = {}
+    for label, seeds in (("all seed 1234", [1234] * 4), ("seeds 1-4", [1, 2, 3, 4])):
+        t0 = time.perf_counter()
+        results = await asyncio.gather(*(c.ask(k, seed=s) for k, s in zip(range(4), seeds)))
+        walls[label] = time.perf_counter() - t0
+        assert all(s == 200 for _, s, _ in results)
+    print(f"\nsame seed: one request alone {one:.2f} s (mean of 4); 4 at once, all seed 1234: {walls['all seed 1234']:.2f} s = "
+          f"{walls['all seed 1234'] / one:.2f}x one; the same 4 with 4 different seeds: {walls['seeds 1-4']:.2f} s = {walls['seeds 1-4'] / one:.2f}x one")
+
+
+async def head_of_line(c: Client, args) -> None:
+    """A greedy request alone, then the same request sent while a beam-16 search runs."""
+    greedy = dict(strategy="greedy", budget=1, seed=5)
+    alone = []
+    for _ in range(3):
+        dt, status, _ = await c.ask(7, **greedy)
+        assert status == 200
+        alone.append(dt)
+    beam = asyncio.ensure_future(c.ask(9, strategy="beam", budget=16, max_tokens=args.beam_max_tokens))
+    await asyncio.sleep(args.beam_head_start)
+    dt, status, _ = await c.ask(7, **greedy)
+    assert status == 200
+    beam_dt, beam_status, _ = await beam
+    one = statistics.mean(alone)
+    print(f"\nhead-of-line: greedy alone {one:.2f} s (mean of 3: {', '.join(f'{a:.2f}' for a in alone)}); sent {args.beam_head_start:.0f} s into a "
+          f"beam-16 request: {dt:.2f} s = {dt / one:.2f}x alone (the beam request took {beam_dt:.1f} s, status {beam_status})")
+
+
+MIXED = [dict(strategy="greedy", budget=1), dict(strategy="majority"), dict(strategy="beam"), dict(strategy="dvts")]
+
+
+async def load(c: Client, args, url: str, clients: int, one: float, mixed: bool = False) -> dict:
+    """N clients in a closed loop, R requests each (with `mixed`, request k uses strategy k mod 4 of MIXED at the
+    load's budget); returns the row of the results table."""
     health0 = httpx.get(url + "/health").json()
     lat: list[float] = []
     statuses: list[int] = []
@@ -122,7 +176,8 @@ async def load(c: Client, args, url: str, clients: int, one: float) -> dict:
     async def worker(w: int) -> None:
         nonlocal tokens
         for r in range(args.requests):
-            dt, status, n = await c.ask(1000 * clients + w * args.requests + r)
+            k = 1000 * clients + w * args.requests + r
+            dt, status, n = await c.ask(k, **(MIXED[(w + r) % len(MIXED)] if mixed else {}))
             lat.append(dt)
             statuses.append(status)
             tokens += n
@@ -134,11 +189,12 @@ async def load(c: Client, args, url: str, clients: int, one: float) -> dict:
     total = clients * args.requests
     batches = health1["num_batches"] - health0["num_batches"]
     errors = sum(s != 200 for s in statuses)
-    print(f"\nload: {clients} clients x {args.requests} requests = {total} requests in {wall:.1f} s")
+    kind = "greedy/majority/beam/dvts" if mixed else "majority"
+    print(f"\nload: {clients} clients ({kind}) x {args.requests} requests = {total} requests in {wall:.1f} s")
     print(f"throughput: {total / wall:.3f} requests/s ({(total / wall) * one:.2f}x one request at a time), {tokens / wall:.0f} generated tokens/s")
     print(f"latency: p50 {percentile(lat, 50):.2f} s, p99 {percentile(lat, 99):.2f} s, max {max(lat):.2f} s")
-    print(f"errors: {errors} of {total}; server batches: {batches} (mean {total / max(batches, 1):.1f} requests per solve call)", flush=True)
-    return dict(clients=clients, total=total, wall=wall, rps=total / wall, tps=tokens / wall, p50=percentile(lat, 50), p99=percentile(lat, 99), errors=errors, per_batch=total / max(batches, 1))
+    print(f"errors: {errors} of {total}; server admission rounds: {batches} (mean {total / max(batches, 1):.1f} requests per round)", flush=True)
+    return dict(kind=kind, clients=clients, total=total, wall=wall, rps=total / wall, tps=tokens / wall, p50=percentile(lat, 50), p99=percentile(lat, 99), errors=errors, per_batch=total / max(batches, 1))
 
 
 def main() -> None:
@@ -153,7 +209,15 @@ def main() -> None:
     ap.add_argument("--batch-window-ms", type=float, default=5.0)
     ap.add_argument("--model", default="default")
     ap.add_argument("--device", default=None, help="server device, cpu or cuda (default: the server's, cuda when available)")
+    ap.add_argument("--scorer", default="none", help="the server's scorer: none, or default (the PRM head) for --head-of-line and --mixed")
+    ap.add_argument("--same-seed", action="store_true", help="phase 4: 4 requests with one seed at once vs one alone")
+    ap.add_argument("--head-of-line", action="store_true", help="phase 5: a greedy request during a beam-16 request vs alone")
+    ap.add_argument("--beam-max-tokens", type=int, default=256, help="max_tokens of the beam-16 request in phase 5")
+    ap.add_argument("--beam-head-start", type=float, default=3.0, help="seconds the beam request runs before the greedy one is sent")
+    ap.add_argument("--mixed", type=int, default=0, help="phase 6: this many clients with mixed strategies (0: skip)")
     args = ap.parse_args()
+    if (args.head_of_line or args.mixed) and args.scorer == "none":
+        ap.error("--head-of-line and --mixed run beam search and dvts, which need --scorer default")
 
     from testtime.tasks import load_task
 

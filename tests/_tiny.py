@@ -108,3 +108,12 @@ def make_gpt2(tokenizer, *, seed: int = 0):
         eos_token_id=tokenizer.eos_token_id,
     )
     return GPT2LMHeadModel(config).eval()
+
+
+def crc_scorer():
+    """A deterministic scorer with no model: each step's score is a hash of its text, so scores differ per row."""
+    import zlib
+
+    from testtime.scorers import ScriptedScorer
+
+    return ScriptedScorer(lambda q, steps: [zlib.crc32(s.encode()) % 1000 / 1000 for s in steps])

@@ -3,11 +3,11 @@ what it returns; the lookahead rule, duplicates, batching across problems and co
 
 from __future__ import annotations
 
-import zlib
 from types import SimpleNamespace
 
 import pytest
 from _search_fakes import Plan, by_step, texts
+from _tiny import crc_scorer
 
 from testtime import ValidationError
 from testtime.engines import SamplingParams, ScriptedEngine
@@ -135,10 +135,6 @@ def seeded_engine(depth: int = 2) -> ScriptedEngine:
         return f"\\boxed{{{label % 10}}}" if d >= depth else f"t{label}\n\nmore"
 
     return ScriptedEngine(handler)
-
-
-def crc_scorer() -> ScriptedScorer:
-    return ScriptedScorer(lambda q, steps: [zlib.crc32(s.encode()) % 1000 / 1000 for s in steps])
 
 
 def test_one_engine_call_and_one_scorer_call_per_step_for_all_problems():

@@ -3,13 +3,10 @@ continuation for lookahead, and accounting that proves kept prefixes are never p
 
 from __future__ import annotations
 
-import zlib
-
 import pytest
-from _tiny import make_llama, make_tokenizer
+from _tiny import crc_scorer, make_llama, make_tokenizer
 
 from testtime import Request, SamplingParams, TransformersEngine
-from testtime.scorers import ScriptedScorer
 from testtime.strategies import (
     DVTS,
     BeamSearch,
@@ -28,10 +25,6 @@ SAMPLING = SamplingParams(temperature=1.0, max_tokens=40)
 def engine():
     tok = make_tokenizer()
     return TransformersEngine(make_llama(tok), tokenizer=tok, seed=0)
-
-
-def crc_scorer() -> ScriptedScorer:
-    return ScriptedScorer(lambda q, steps: [zlib.crc32(s.encode()) % 1000 / 1000 for s in steps])
 
 
 @pytest.mark.parametrize(

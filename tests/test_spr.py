@@ -251,7 +251,7 @@ def test_partial_scores_from_live_hidden_states_cost_no_scorer_tokens(tiny):
     scorer = HiddenHeadScorer(tiny)
     params = SpeculativeRejectionParams(n=8, alpha=0.5, decision_tokens=[4, 8])
     spr = SpeculativeRejection(tiny, scorer, params=params, sampling=TINY_SAMPLING)
-    res = spr.solve(TINY_PROBLEMS)
+    res = spr.solve_batch(TINY_PROBLEMS)
     # Decisions at 4 and 8 tokens read the live batch's hidden states (16, then 8 live rows); only the final
     # round's finished candidates (2 per problem) go through the text scorer.
     assert scorer.hidden_rows == [16, 8]
@@ -259,6 +259,11 @@ def test_partial_scores_from_live_hidden_states_cost_no_scorer_tokens(tiny):
     assert scorer.usage.num_tokens == sum(len(p.question) + len(c.text) for p, r in zip(TINY_PROBLEMS, res) for c in r.candidates if c.finish_reason)
     for p in TINY_PROBLEMS:
         assert spr.rounds[p.id] == [Round(4, 8, 0, 4), Round(8, 4, 0, 2), Round(8, 0, 2, 0)]
+    # On the scheduler each problem is a program: the same rounds and candidates, its own rows read each time.
+    scheduled = HiddenHeadScorer(tiny)
+    spr2 = SpeculativeRejection(tiny, scheduled, params=params, sampling=TINY_SAMPLING)
+    assert [[c.text for c in r.candidates] for r in spr2.solve(TINY_PROBLEMS)] == [[c.text for c in r.candidates] for r in res]
+    assert sorted(scheduled.hidden_rows) == [4, 4, 8, 8] and spr2.rounds == spr.rounds
     with pytest.raises(ValidationError, match="needs a scorer with `score_hidden`"):
         SpeculativeRejection(tiny, length_scorer(), params=SpeculativeRejectionParams(n=4, partial_scores="hidden"), sampling=TINY_SAMPLING).solve(TINY_PROBLEMS[0])
 

@@ -42,16 +42,16 @@ def run(args) -> int:
     # it is not read as the default).
     if not args.n >= 1:
         raise ValidationError(f"--n must be an integer >= 1, got {args.n}.", parameter="n", value=args.n)
-    extra = {}
-    if cls.name == "optimal":
+    policy = None
+    if cls.needs_policy:
         if args.policy is None:
-            raise ValidationError("strategy 'optimal' needs --policy FILE (written by `testtime optimize`).", parameter="policy")
-        extra["policy"] = Policy.load(args.policy)
+            raise ValidationError(f"strategy {cls.name!r} needs --policy FILE (written by `testtime optimize`).", parameter="policy")
+        policy = Policy.load(args.policy)
     sampling = SamplingParams(temperature=args.temperature, top_p=args.top_p, max_tokens=512 if args.max_tokens is None else args.max_tokens)
     engine = make_local_engine(args)
     scorer = load_scorer(args.scorer, engine=engine) if cls.needs_scorer else None
     problem = Problem(id="cli", question=args.question, messages=build_messages(args.question, system_prompt=system, few_shot=shots), last_number_fallback=args.task != "math500")
-    strategy = make_strategy(args.strategy, engine, scorer, sampling=sampling, seed=args.seed, **extra)
+    strategy = make_strategy(args.strategy, engine, scorer, sampling=sampling, seed=args.seed, policy=policy)
     result = strategy.solve(problem, args.n)[0]
     for c in result.candidates:
         mark = "*" if c.index == result.selected else " "

@@ -5,6 +5,7 @@ from ._embedded import EMBEDDED_MODEL_NAMES, cache_dir, embedded_model_dir
 from ._protocol import (
     BatchSizedEngine,
     Engine,
+    EngineView,
     HiddenStateBatch,
     KVCacheEngine,
     LiveBatch,
@@ -12,6 +13,7 @@ from ._protocol import (
     PromptEncoder,
     StepOutput,
     StepReason,
+    SteppableBatch,
 )
 from ._types import (
     DEFAULT_MAX_TOKENS,
@@ -40,6 +42,7 @@ __all__ = [
     "Completion",
     "Engine",
     "EngineUsage",
+    "EngineView",
     "FinishReason",
     "HiddenStateBatch",
     "KVCacheEngine",
@@ -53,6 +56,7 @@ __all__ = [
     "ScriptedEngine",
     "StepOutput",
     "StepReason",
+    "SteppableBatch",
     "TextLiveBatch",
     "TokenLogprobs",
     "TransformersEngine",

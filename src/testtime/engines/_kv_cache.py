@@ -37,6 +37,7 @@ class KVCache:
         self.valid = torch.zeros(num_rows, capacity, dtype=torch.bool, device=device)  # (R, C)
         self.num_rows = num_rows
         self.col = 0  # next column to write, shared by all rows
+        self.min_rows = 0  # row slots a reallocation keeps at least (`reserve_rows`: a scheduler's batch size)
 
     @property
     def capacity(self) -> int:
@@ -81,7 +82,7 @@ class KVCache:
         if cols > C or rows > R:
             new_c = max(cols, C + C // 2) if cols > C else C
             live = self.num_rows + self.num_rows // 2
-            new_r = max(rows, R + R // 2) if rows > R else max(min(R, live), rows, 1)
+            new_r = max(rows, R + R // 2) if rows > R else max(min(R, max(live, self.min_rows)), rows, 1)
             self._resize(new_r, new_c)
 
     def reorder(self, rows: torch.Tensor) -> None:
@@ -104,7 +105,20 @@ class KVCache:
         """Add rows whose prefilled keys/values (L, B_new, KVH, P, D) end right before column `col`."""
         L, B_new, KVH, P, D = k.shape
         if P > self.col:  # a prompt longer than the history so far: make room on the left
-            self._resize(self.row_capacity, self.capacity + P - self.col, shift=P - self.col)
+            shift = P - self.col
+            if self.num_rows == 0:  # nothing to move
+                self.col = 0
+                self.ensure_capacity(cols=P + 1)
+                self.col = P
+            elif self.col + shift < self.capacity:  # move the history right inside the buffers: no reallocation
+                B, c = self.num_rows, self.col
+                self.k[:, :B, :, shift : shift + c] = self.k[:, :B, :, :c].clone()
+                self.v[:, :B, :, shift : shift + c] = self.v[:, :B, :, :c].clone()
+                self.valid[:B, shift : shift + c] = self.valid[:B, :c].clone()
+                self.valid[:B, :shift] = False
+                self.col += shift
+            else:
+                self._resize(self.row_capacity, self.capacity + shift, shift=shift)
         self.ensure_capacity(cols=self.col + 1, rows=self.num_rows + B_new)
         rows = slice(self.num_rows, self.num_rows + B_new)
         self.k[:, rows] = 0

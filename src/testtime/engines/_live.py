@@ -23,7 +23,7 @@ from ._protocol import StepOutput
 from ._sampling import derive_seed, sample
 from ._types import Completion, EngineUsage, Request, SamplingParams, TokenLogprobs
 
-__all__ = ["TransformersLiveBatch", "as_lists", "check_first_index", "confidence_windows", "confidence_dropped", "record_logprobs"]
+__all__ = ["RowAdvance", "TransformersLiveBatch", "as_lists", "check_first_index", "confidence_windows", "confidence_dropped", "record_logprobs"]
 
 
 def as_lists(requests, params) -> tuple[list[Request], list[SamplingParams]]:
@@ -47,6 +47,31 @@ def as_lists(requests, params) -> tuple[list[Request], list[SamplingParams]]:
 
 
 @dataclass
+class RowAdvance:
+    """One row's advance in progress: its own token limit, step stops and confidence check, and what it has
+    produced so far. Rows of one batch can be in different advances (the scheduler's programs), and an advance
+    can span several `step` calls."""
+
+    limit: int
+    """Tokens this advance may add."""
+    stop: list[str]
+    """Step boundaries: the row pauses with reason "boundary" after producing one."""
+    start_len: int
+    """Length of the row's text when the advance began (stops are searched after it)."""
+    window: WindowMean | None = None
+    threshold: float | None = None
+    group: int = 0
+    """Whose advance this is: `step` returns early once every row of a group is done."""
+    out: StepOutput = field(default_factory=StepOutput)
+    held: bool = False
+    """Set by a scheduler to leave the row out of the next `step` calls (it waits, its advance goes on later)."""
+
+    @property
+    def done(self) -> bool:
+        return self.out.reason is not None
+
+
+@dataclass
 class _Row:
     request_index: int
     params: SamplingParams
@@ -63,6 +88,7 @@ class _Row:
     stop_index: int | None = None  # where the matched final stop string starts in `text`
     num_forks: int = 0
     logprobs: TokenLogprobs | None = None  # when params.logprobs asks for them
+    advance: RowAdvance | None = None  # the advance in progress (it moves with the row when rows are reordered)
 
     def fork(self) -> _Row:
         """A copy that samples its own continuation: a fresh stream seeded from (seed, length, fork count)."""
@@ -186,6 +212,23 @@ class TransformersLiveBatch:
     def supports_add(self) -> bool:
         return self.session.supports_add or self.session.num_rows == 0
 
+    @property
+    def is_continuous(self) -> bool:
+        return self.session.supports_add
+
+    def reserve_capacity(self, rows: int, cols: int = 0) -> None:
+        """Keep room for `rows` rows (and `cols` columns) from now on, so admitting rows one request at a time
+        never reallocates the cache: each reallocation zeroes and copies all of it, seconds on a CPU where
+        fresh pages fault in at a few GB/s."""
+        self.session.reserve_capacity(rows, cols)
+
+    def reset(self) -> None:
+        """Start the columns from zero again, keeping the buffers (the batch must be empty): a long-lived batch
+        that empties (a server between bursts) does not carry its history's width into the next rows."""
+        if self.rows:
+            raise ValidationError(f"reset needs an empty batch; this one has {len(self.rows)} rows.", parameter="rows")
+        self.session.maybe_compact()
+
     # -- rows in -----------------------------------------------------------------------------------------
     def encode(self, requests: list[Request], params: list[SamplingParams], *, first_request: int = 0) -> list[list[int]]:
         """Token ids of each request, checked against the model's context; errors name the request index."""
@@ -281,22 +324,59 @@ class TransformersLiveBatch:
 
     # -- generation --------------------------------------------------------------------------------------
     def advance(self, max_tokens: int | None = None, *, stop: Sequence[str] = (), confidence_stop: ConfidenceStop | None = None) -> list[StepOutput]:
-        if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
-            raise ValidationError(f"`max_tokens` must be an integer >= 1 or None, got {max_tokens!r}.", parameter="max_tokens", value=max_tokens)
-        stop = list(stop)
-        windows = confidence_windows(self.rows, confidence_stop)
+        rows = range(len(self.rows))
+        self.begin_advance(rows, max_tokens, stop=stop, confidence_stop=confidence_stop)
         self.usage.num_calls += 1
-        out = [StepOutput(reason=r.finish_reason) for r in self.rows]  # finished rows report their reason
-        active = [r.finish_reason is None for r in self.rows]
+        while self.step():
+            pass
+        return self.end_advance(rows)
+
+    # -- per-row advances (the scheduler's interface: `SteppableBatch`) ----------------------------------
+    def begin_advance(self, rows: Sequence[int], max_tokens: int | None = None, *, stop: Sequence[str] = (), confidence_stop: ConfidenceStop | None = None, group: int = 0) -> None:
+        """Start an advance of `rows` (as `advance` does for all rows; `confidence_stop.thresholds` has one per
+        listed row). Nothing is decoded until `step`."""
+        if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1):
+            raise ValidationError(f"`max_tokens` must be an integer >= 1 or None, got {max_tokens!r}.", parameter="max_tokens", value=max_tokens)
+        rows = [int(b) for b in rows]
+        stop = list(stop)
+        windows = confidence_windows([self.rows[b] for b in rows], confidence_stop)
+        for i, (b, w) in enumerate(zip(rows, windows)):
+            r = self.rows[b]
+            r.advance = RowAdvance(
+                limit=max_tokens if max_tokens is not None else r.params.max_tokens,
+                stop=stop,
+                start_len=len(r.text),
+                window=w,
+                threshold=None if w is None else confidence_stop.thresholds[i],
+                group=group,
+                out=StepOutput(reason=r.finish_reason),  # finished rows report their reason
+            )
+
+    def end_advance(self, rows: Sequence[int]) -> list[StepOutput]:
+        """What each of `rows` produced in its advance (begun with `begin_advance`), which ends here."""
+        out = []
+        for b in rows:
+            r = self.rows[b]
+            out.append(r.advance.out if r.advance is not None else StepOutput(reason=r.finish_reason))
+            r.advance = None
+        return out
+
+    def step(self, max_steps: int | None = None) -> int:
+        """Decode the rows whose advance is running until each pauses or finishes, for at most `max_steps` decode
+        steps, and return early once every row of some advance group is done (so its owner can go on while the
+        others decode). Returns the number of decode steps run (0: nothing to do)."""
+        active = [r.advance is not None and not r.advance.done and not r.advance.held for r in self.rows]
         if not any(active):
-            return out
-        start_len = [len(r.text) for r in self.rows]
-        limit = [max_tokens if max_tokens is not None else r.params.max_tokens for r in self.rows]
+            return 0
         self.session.maybe_compact()
-        steps = max(min(lim, r.params.max_tokens - len(r.token_ids)) for r, lim, a in zip(self.rows, limit, active) if a)
+        steps = max(min(r.advance.limit - r.advance.out.num_tokens, r.params.max_tokens - len(r.token_ids)) for r, a in zip(self.rows, active) if a)
+        if max_steps is not None:
+            steps = min(steps, max_steps)
         self.session.reserve(steps + 1)
+        num_steps = 0
         eos = self.engine.eos_ids
-        while any(active):
+        while any(active) and num_steps < steps:
+            num_steps += 1
             act = torch.tensor(active, device=self.engine.device)
             # Paused and finished rows are left out of the GEMMs and the sampling (mid-search most rows of a
             # batch may be waiting for the longest step of their problem).
@@ -326,18 +406,22 @@ class TransformersLiveBatch:
             tokens = _put(torch.zeros_like(self.pending), idx, tokens)
             logprobs = _put(torch.zeros(len(self.rows), device=logprobs.device), idx, logprobs)
             extra_of = dict(zip(stepping, extras))
+            ended: set[int] = set()  # groups with a row that paused or finished in this step
             for b, (tok, lp) in enumerate(zip(tokens.tolist(), logprobs.tolist())):  # the one host sync
                 if not active[b]:
                     continue
-                row, o = self.rows[b], out[b]
+                row = self.rows[b]
+                adv = row.advance
+                o = adv.out
                 o.num_tokens += 1
                 self.usage.num_generated_tokens += 1
                 row.cumulative_logprob += lp
                 if tok in eos and not row.params.ignore_eos:
                     row.text += row.detok.flush()
-                    o.text = row.text[start_len[b] :]
+                    o.text = row.text[adv.start_len :]
                     row.finish_reason = o.reason = "eos"
                     active[b] = False
+                    ended.add(adv.group)
                     continue
                 row.token_ids.append(tok)
                 if row.logprobs is not None:
@@ -346,20 +430,24 @@ class TransformersLiveBatch:
                 piece = row.detok.push(tok)
                 row.text += piece
                 self.visible[b] = piece.strip() != ""
-                o.text = row.text[start_len[b] :]
-                reason = self._check_stops(row, before, start_len[b], stop)
+                o.text = row.text[adv.start_len :]
+                reason = self._check_stops(row, before, adv.start_len, adv.stop)
                 if reason is None and len(row.token_ids) >= row.params.max_tokens:
                     row.text += row.detok.flush()
-                    o.text = row.text[start_len[b] :]
+                    o.text = row.text[adv.start_len :]
                     reason = row.finish_reason = "length"
-                if reason is None and windows[b] is not None and confidence_dropped(windows[b], row.logprobs, confidence_stop.thresholds[b]):
+                if reason is None and adv.window is not None and confidence_dropped(adv.window, row.logprobs, adv.threshold):
                     reason = "confidence"
-                if reason is None and o.num_tokens >= limit[b]:
+                if reason is None and o.num_tokens >= adv.limit:
                     reason = "limit"
                 if reason is not None:
                     o.reason = reason
                     active[b] = False
-        return out
+                    ended.add(adv.group)
+            if ended and ended - {r.advance.group for r, a in zip(self.rows, active) if a}:
+                break  # some group's advance is complete
+        return num_steps
+
 
     @staticmethod
     def _check_stops(row: _Row, new_from: int, advance_from: int, step_stops: list[str]) -> str | None:

@@ -12,8 +12,9 @@ differs (every advance re-sends the prefix).
 Optional capabilities are declared here as protocols and checked with `isinstance` where a strategy or
 scorer decides whether it can use them, never probed with `getattr`: `PromptEncoder` (exact prompt tokens),
 `ModelEngine` (the torch model, for scorers built on the generator), `KVCacheEngine` (KV-cache size and
-free memory, for memory-sized batches), `BatchSizedEngine` (rows decoded together) and `HiddenStateBatch`
-(a live batch that keeps hidden states for a reward head).
+free memory, for memory-sized batches), `BatchSizedEngine` (rows decoded together), `HiddenStateBatch`
+(a live batch that keeps hidden states for a reward head) and `SteppableBatch` (a live batch whose rows can be
+in different advances, decoded a few steps at a time: what the scheduler merges programs in).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from ._confidence import ConfidenceStop
 from ._types import Completion, EngineUsage, Request, RequestOutput, SamplingParams
 
-__all__ = ["BatchSizedEngine", "Engine", "HiddenStateBatch", "KVCacheEngine", "LiveBatch", "ModelEngine", "PromptEncoder", "StepOutput", "StepReason"]
+__all__ = ["BatchSizedEngine", "Engine", "EngineView", "HiddenStateBatch", "KVCacheEngine", "LiveBatch", "ModelEngine", "PromptEncoder", "StepOutput", "StepReason", "SteppableBatch"]
 
 StepReason = Literal["boundary", "limit", "confidence", "stop", "eos", "length"]
 """Why a row paused or ended in `advance`:
@@ -177,3 +178,37 @@ class HiddenStateBatch(Protocol):
     def last_hidden_states(self, layers: Sequence[int] | None = None) -> Any:
         """(B, C x len(layers)) states of each row at its last fed token that shows text."""
         ...
+
+
+@runtime_checkable
+class SteppableBatch(Protocol):
+    """A live batch whose rows can be in different advances at once, decoded a few steps at a time (the in-process
+    engine's): the scheduler puts every program's rows in one such batch. `advance` is `begin_advance` on every
+    row, `step` until nothing moves, `end_advance`."""
+
+    @property
+    def is_continuous(self) -> bool:
+        """Whether rows can be added at any step (the native forward's cache; not the transformers fallback's)."""
+        ...
+
+    def reserve_capacity(self, rows: int, cols: int = 0) -> None:
+        """Keep room for this many rows and columns (admissions then never reallocate the cache)."""
+        ...
+
+    def reset(self) -> None:
+        """An empty batch starts its columns from zero, keeping its buffers."""
+        ...
+
+    def begin_advance(self, rows: Sequence[int], max_tokens: int | None = None, *, stop: Sequence[str] = (), confidence_stop: ConfidenceStop | None = None, group: int = 0) -> None: ...
+
+    def step(self, max_steps: int | None = None) -> int: ...
+
+    def end_advance(self, rows: Sequence[int]) -> list[StepOutput]: ...
+
+
+@runtime_checkable
+class EngineView(Protocol):
+    """An engine that stands for another one (a scheduler program's view of the shared engine): scorers built on
+    the real engine (`HiddenStateScorer.engine`) recognise it through `inner`."""
+
+    inner: Any

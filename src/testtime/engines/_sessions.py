@@ -103,6 +103,10 @@ class NativeSession:
     def reserve(self, steps: int) -> None:
         self.cache.ensure_capacity(cols=self.cache.col + steps)
 
+    def reserve_capacity(self, rows: int, cols: int = 0) -> None:
+        self.cache.min_rows = max(self.cache.min_rows, rows)
+        self.cache.ensure_capacity(rows=rows, cols=cols)
+
     def decode(self, tokens: torch.Tensor, positions: torch.Tensor, active: torch.Tensor, capture: Sequence[int] = (), rows: torch.Tensor | None = None):
         """Logits (B, V), final-norm hidden states (B, C) and {layer: (B, C)} for the `capture` layers after
         feeding one token per row; with `rows` (the active rows' indices) only those rows, (len(rows), ...)."""
@@ -118,8 +122,8 @@ class NativeSession:
 
     def maybe_compact(self) -> None:
         # Attention cost grows with the column count; squeeze holes once they are a large share of it.
-        if self.cache.col >= 64 and self.cache.hole_fraction() > COMPACT_HOLE_FRACTION:
-            self.cache.compact()
+        if self.cache.num_rows == 0 or (self.cache.col >= 64 and self.cache.hole_fraction() > COMPACT_HOLE_FRACTION):
+            self.cache.compact()  # (an empty cache just starts its columns from zero)
 
 
 class HFSession:
@@ -159,6 +163,9 @@ class HFSession:
         self.valid = valid
 
     def reserve(self, steps: int) -> None:
+        pass  # DynamicCache grows on its own
+
+    def reserve_capacity(self, rows: int, cols: int = 0) -> None:
         pass  # DynamicCache grows on its own
 
     def decode(self, tokens: torch.Tensor, positions: torch.Tensor, active: torch.Tensor, capture: Sequence[int] = (), rows: torch.Tensor | None = None):

@@ -253,6 +253,7 @@ class _InferenceLiveBatch(TransformersLiveBatch):
     add = _inference(TransformersLiveBatch.add)
     advance = _inference(TransformersLiveBatch.advance)
     reorder = _inference(TransformersLiveBatch.reorder)
+    step = _inference(TransformersLiveBatch.step)
 
 
 def _swap_remove(n: int, drop: set[int]) -> list[int]:

@@ -239,7 +239,7 @@ def _solve_rows(strat: Strategy, problems: list[Problem], ns: list[int], seed: i
     """Strategies whose budget changes the search itself run once per n (greedy: once). The row's `candidates`
     are those of the largest n; each smaller n keeps its own under `by_n[n]["candidates"]`, so `optimize` can
     re-make a search's final choice at any stored budget (with the probe's answers added)."""
-    budgets = [1] if strat.name == "greedy" else ns
+    budgets = [strat.fixed_budget] if strat.fixed_budget else ns
     per_problem: dict[str, dict[int, Outcome]] = {p.id: {} for p in problems}
     last: dict[str, SolveResult] = {}
     for n in budgets:
@@ -289,7 +289,6 @@ def run_rows(config: EvalConfig, chunks: list[list[Problem]], results: ResultsFi
     """Generate and append every row of `config` that `results` lacks, chunk by chunk (see the module docstring).
     With `progress`, a bar counts finished problems and, within a chunk, a transient bar counts the sequences
     (or a search's problems) done."""
-    classes = [get_strategy(s) for s in config.strategies]
     sampling = SamplingParams(temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_tokens)
     done = {_row_key(r) for r in results.load()}
     problems = [p for c in chunks for p in c]
@@ -303,8 +302,8 @@ def run_rows(config: EvalConfig, chunks: list[list[Problem]], results: ResultsFi
     def pieces():
         for seed in config.seeds:
             strategies = [
-                make_strategy(spec, engine, scorer, sampling=sampling, seed=seed, **({"policy": config.policy} if cls.name == "optimal" else {}))
-                for spec, cls in zip(config.strategies, classes)
+                make_strategy(spec, engine, scorer, sampling=sampling, seed=seed, policy=config.policy)
+                for spec in config.strategies
             ]
             if bar is not None:  # progress within a chunk: a bar the engine (or search) fills, gone when done
                 for s in strategies:

@@ -1,11 +1,20 @@
-"""The batching queue between the event loop and the engine.
+"""The queue between the event loop and the engine.
 
-The in-process engine is not thread-safe and a strategy call blocks for seconds, so exactly one worker thread
-owns the engine (and scorer) and the event loop never runs a strategy. Handlers put a `Job` on a thread-safe
-queue and await an asyncio future; the worker takes the first job, waits up to `window_s` for more (or takes
-at once whatever queued up while it was busy), groups jobs that share strategy, budget and sampling settings,
-and solves each group with ONE `strategy.solve` call. Batched problems decode together, so two concurrent
-requests cost about one batch step each, not two sequential generations.
+The in-process engine is not thread-safe and a strategy blocks for seconds, so exactly one worker thread owns
+the engine (and scorer) and the event loop never runs a strategy. Handlers put a `Job` on a thread-safe queue
+and await an asyncio future.
+
+On the in-process engine the worker runs a `Scheduler`: every request is a program in one shared live batch,
+whatever its strategy, budget, sampling or seed, admitted at the next decode-step boundary (within
+`DEFAULT_STEP_CHUNK` steps), so a request that arrives while a search runs starts at once instead of waiting
+for the search, and concurrent clients never form alternating cohorts. Single-candidate requests are
+interactive (`interactive_rows=1`): while one decodes, searches wait, so a greedy request beside a beam search
+takes about its time alone. A client that disconnects has its program cancelled: its rows leave the batch at
+the next step.
+
+On engines the scheduler cannot merge on (remote ones), the worker takes the first job, waits up to `window_s`
+for more (or takes at once whatever queued up while it was busy), groups jobs that share strategy, budget and
+sampling settings, and solves each group with ONE `strategy.solve_batch` call.
 
 No state is shared between requests: each group gets fresh strategy objects, each request its own problem and
 seed (per-problem seeds make a seeded request's candidates independent of who shares its batch; see
@@ -21,9 +30,8 @@ here, on the thread that owns the engine and its tokenizer, and every request ge
 (`Job.num_prompt_tokens`: OpenAI's `usage.prompt_tokens`) from an engine that can tokenize (`PromptEncoder`).
 
 A client that goes away cancels its job's future (`create_app` watches the connection). A cancelled job that
-has not started is skipped, so it costs the engine nothing; one whose batch is already solving runs to the end
-of that `solve` call, because a strategy cannot be stopped mid-batch (TODO: with a scheduler that owns the
-decode loop, its rows could be dropped at the next step).
+has not started is skipped, so it costs the engine nothing; on the scheduler a running one is cancelled at its
+next yield point; on remote engines one whose group is already solving runs to the end of that call.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ from dataclasses import dataclass, field, replace
 
 from .._errors import EngineError, TesttimeError, ValidationError
 from ..engines import PromptEncoder, Request, SamplingParams
+from ..scheduler import Scheduler
 from ..strategies import SolveResult, make_strategy, problem_seed
 from ..strategies._base import split_usage, to_candidate
 from ..tasks import Problem
@@ -45,6 +54,8 @@ from ._logprobs import chosen, with_token_strings
 
 __all__ = ["Batcher", "Job", "ShuttingDown", "CLOSE_JOIN_S"]
 
+RESERVE_ROWS = 64  # KV-cache rows the server's scheduler allocates up front (the engine's default batch size)
+RESERVE_COLS = 1024  # and columns: a few-shot prompt plus a few hundred generated tokens
 CLOSE_JOIN_S = 5.0  # how long close() waits for the batch in progress; the daemon worker dies with the process
 
 log = logging.getLogger("testtime.serve")
@@ -75,6 +86,14 @@ class Job:
         return (self.strategy, self.budget, fields)
 
 
+def _cancel_with(future: asyncio.Future, handle) -> None:
+    """Cancel the scheduler program when the request's future is cancelled (its client went away)."""
+    if future.cancelled():
+        handle.cancel()
+    else:
+        future.add_done_callback(lambda f: handle.cancel() if f.cancelled() else None)
+
+
 def _deliver(future: asyncio.Future, result=None, error: BaseException | None = None) -> None:
     if future.done():  # the client went away and the handler was cancelled
         return
@@ -101,6 +120,8 @@ class Batcher:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._closing = False
+        self.scheduler: Scheduler | None = None
+        """The worker's scheduler (None until the first request; its `batched` says which mode runs)."""
 
     def submit(self, job: Job) -> asyncio.Future:
         """Queue `job` (call from the event loop); its future resolves to a `SolveResult` or an error."""
@@ -131,6 +152,12 @@ class Batcher:
             thread.join(CLOSE_JOIN_S)
 
     def _run(self) -> None:
+        # The KV budget is allocated once, on the first request (64 rows x 1024 columns: ~3 GB for the embedded
+        # model in fp32), so admissions under load never reallocate the cache.
+        self.scheduler = Scheduler(self.engine, self.scorer, interactive_rows=1, reserve_rows=RESERVE_ROWS, reserve_cols=RESERVE_COLS)
+        if self.scheduler.batched:
+            self._run_scheduled()
+            return
         while True:
             first = self._queue.get()
             if first is None:
@@ -150,6 +177,73 @@ class Batcher:
             if stop or self._closing:
                 return
 
+    # -- the in-process engine: every request a program on the scheduler -------------------------------------
+    def _run_scheduled(self) -> None:
+        sched = self.scheduler
+        while True:
+            jobs, stop = self._take_jobs(block=not sched.has_work())
+            if jobs:
+                self.num_batches += 1
+            for job in jobs:
+                if job.future.done():  # the client left while queued
+                    continue
+                handle = sched.submit(self._program(job), rows=job.budget, name=job.problem.id)
+                handle.add_done_callback(lambda h, job=job: self._delivered(job, h))
+                try:
+                    job.loop.call_soon_threadsafe(_cancel_with, job.future, handle)
+                except RuntimeError:  # the event loop is closed: the server is shutting down
+                    pass
+            if stop or self._closing:  # finish what runs (`close` bounds the wait), admit nothing new
+                while sched.has_work():
+                    sched.tick()
+                return
+            if sched.has_work():
+                sched.tick()
+
+    def _take_jobs(self, *, block: bool) -> tuple[list[Job], bool]:
+        """Queued jobs: when idle, wait for one and then `window_s` for more; when busy, whatever is there."""
+        jobs: list[Job] = []
+        try:
+            first = self._queue.get(timeout=0.1) if block else self._queue.get_nowait()
+        except queue.Empty:
+            return jobs, False
+        if first is None:
+            return jobs, True
+        jobs.append(first)
+        deadline = time.monotonic() + (self.window_s if block else 0.0)
+        while len(jobs) < self.max_batch:
+            try:
+                job = self._queue.get(timeout=max(0.0, deadline - time.monotonic())) if block else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:
+                return jobs, True
+            jobs.append(job)
+        return jobs, False
+
+    def _program(self, job: Job):
+        def body(engine, scorer):
+            if job.partial is not None:
+                result = self._continue([job], engine=engine)[0]
+            else:
+                strategy = make_strategy(job.strategy, engine, scorer, sampling=job.sampling, seed=0, policy=self.policy)
+                result = strategy.solve_batch([job.problem], job.budget)[0]
+            result = self._with_logprobs(job, result)
+            job.num_prompt_tokens = self._prompt_tokens(job)
+            return result
+
+        return body
+
+    def _delivered(self, job: Job, handle) -> None:
+        error = handle.error
+        if error is not None and not isinstance(error, Exception):  # Cancelled: the client is gone
+            self.num_jobs += 1
+            return
+        if error is not None and not isinstance(error, TesttimeError):
+            log.error("strategy %s failed", job.strategy, exc_info=error)
+        self._finish(job, result=None if error is not None else handle.result(), error=error)
+
+    # -- other engines: groups of jobs, one solve_batch each -----------------------------------------------
     def _solve_batch(self, batch: list[Job]) -> None:
         groups: dict[tuple, list[list[Job]]] = {}
         continuations = [job for job in batch if job.partial is not None and not job.future.done()]
@@ -200,27 +294,28 @@ class Batcher:
 
     def _solve(self, jobs: list[Job]) -> list[SolveResult]:
         first = jobs[0]
-        extra = {"policy": self.policy} if first.strategy == "optimal" else {}
         # `make_strategy`, as the eval builds them: a spec (`deepconf:keep=0.9`) gets its params.
-        strategy = make_strategy(first.strategy, self.engine, self.scorer, sampling=first.sampling, seed=0, **extra)
+        strategy = make_strategy(first.strategy, self.engine, self.scorer, sampling=first.sampling, seed=0, policy=self.policy)
         self.num_batches += 1
-        return strategy.solve([j.problem for j in jobs], first.budget)
+        return strategy.solve_batch([j.problem for j in jobs], first.budget)
 
-    def _continue(self, jobs: list[Job]) -> list[SolveResult]:
+    def _continue(self, jobs: list[Job], engine=None) -> list[SolveResult]:
         """Continue each job's partial answer: one sample, in one `generate` call for all of them."""
+        engine = engine or self.engine
         t0 = time.perf_counter()
-        e0 = self.engine.usage.copy()
-        strategies = [make_strategy(j.strategy, self.engine, None, sampling=j.sampling, seed=0) for j in jobs]
+        e0 = engine.usage.copy()
+        strategies = [make_strategy(j.strategy, engine, None, sampling=j.sampling, seed=0) for j in jobs]
         requests = [Request(messages=j.problem.chat(), partial=j.partial) for j in jobs]
         # The sampling and seed the strategy's own `sample` would use (Greedy sets temperature 0 in its sampling).
         params = [replace(s.sampling, n=1, seed=problem_seed(s.seed, j.problem.id)) for s, j in zip(strategies, jobs, strict=True)]
-        outputs = self.engine.generate(requests, params)
-        self.num_batches += 1
+        outputs = engine.generate(requests, params)
+        if engine is self.engine:
+            self.num_batches += 1
         problems = [j.problem for j in jobs]
         completions = [o.completions[0] for o in outputs]
         usages = split_usage(
             problems,
-            self.engine.usage - e0,
+            engine.usage - e0,
             None,
             time.perf_counter() - t0,
             prompt_tokens=[o.num_prompt_tokens for o in outputs],

@@ -246,7 +246,7 @@ def parse_chat_request(body: Any, headers: Mapping[str, str], config: ServeConfi
         params_for(cls, *parse_strategy_spec(name))
     if cls.needs_scorer and not has_scorer:
         raise _fail(f"strategy {name!r} ranks candidates with a scorer, and this server runs without one; use majority or greedy, or start the server with --scorer.", "strategy", name)
-    if name == "optimal" and config.policy is None:
+    if cls.needs_policy and config.policy is None:
         raise _fail("strategy 'optimal' needs a compute-optimal policy, and this server has none; start it with --policy FILE (written by `testtime optimize`).", "strategy", name)
 
     limit = f" (--max-budget {config.max_budget})"

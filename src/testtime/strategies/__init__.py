@@ -88,12 +88,16 @@ def get_strategy(name: str) -> type[Strategy]:
     return STRATEGIES[base]
 
 
-def make_strategy(spec: str, engine, scorer=None, *, sampling=DEFAULT_SAMPLING, seed: int = 0, **kwargs) -> Strategy:
+def make_strategy(spec: str, engine, scorer=None, *, sampling=DEFAULT_SAMPLING, seed: int = 0, policy=None, **kwargs) -> Strategy:
     """An instance from a name or a spec `NAME[:KEY=VALUE]...` (the keys: fields of its params class). With
-    overrides, the instance's `name` is the whole spec, so its eval rows are told apart from the default's."""
+    overrides, the instance's `name` is the whole spec, so its eval rows are told apart from the default's.
+    `policy` goes to the strategies that take one (`needs_policy`); the others ignore it, so callers build
+    every strategy the same way."""
     name, params = parse_strategy_spec(spec)
     if not params:
         cls = get_strategy(name)
+        if cls.needs_policy:
+            kwargs["policy"] = policy
         return cls(engine, scorer if cls.needs_scorer else None, sampling=sampling, seed=seed, **kwargs)
     strategy = build_strategy(name, engine, scorer, params, sampling=sampling, seed=seed)
     strategy.name = spec.strip()

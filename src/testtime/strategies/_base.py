@@ -5,6 +5,7 @@ Strategies see only the engine and scorer protocols, so every backend runs every
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import time
 from collections.abc import Sequence
@@ -12,8 +13,9 @@ from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from .._errors import ValidationError, check, problem_context
-from ..engines import Completion, Engine, EngineUsage, Request, SamplingParams
+from ..engines import Completion, Engine, EngineUsage, EngineView, Request, SamplingParams
 from ..grading import extract_answer
+from ..scheduler import Scheduler
 from ..scorers import REDUCTIONS, LogprobScorer, Scorer, ScoreRequest, ScorerUsage, reduce_scores
 from ..tasks import Problem
 from ._types import Candidate, SolveResult, Usage
@@ -108,6 +110,10 @@ class Strategy:
 
     name: ClassVar[str] = ""
     needs_scorer: ClassVar[bool] = False
+    needs_policy: ClassVar[bool] = False
+    """Built with a compute-optimal `policy=` (what `make_strategy` passes it; `optimal`)."""
+    fixed_budget: ClassVar[int | None] = None
+    """The one budget it runs at whatever is asked (greedy: 1, more samples would all be the same)."""
 
     def __init__(self, engine: Engine, scorer: Scorer | None = None, *, sampling: SamplingParams = DEFAULT_SAMPLING, seed: int = 0) -> None:
         if self.needs_scorer and scorer is None:
@@ -123,7 +129,77 @@ class Strategy:
         return f"{type(self).__name__}(engine={self.engine!r}, scorer={type(self.scorer).__name__ if self.scorer else None})"
 
     def solve(self, problems: Problem | Sequence[Problem], budget: int | None = None) -> list[SolveResult]:
+        """Results in input order. Each problem runs as its own program on one `Scheduler`, which merges their
+        decode steps and scorer calls (a problem whose step ends goes on while the others decode); engines the
+        scheduler cannot merge on (remote ones) get all problems in one `solve_batch`. Same candidates either way."""
+        probs = as_problem_list(problems)
+        if len(probs) <= 1 or isinstance(self.engine, EngineView):  # one problem, or already inside a program
+            return self.solve_batch(probs, budget)
+        scheduler = Scheduler(self.engine, self.scorer)
+        if not scheduler.batched:
+            return self.solve_batch(probs, budget)
+        return solve_on(scheduler, self, probs, budget)
+
+    def solve_batch(self, problems: Problem | Sequence[Problem], budget: int | None = None) -> list[SolveResult]:
+        """Solve `problems` together on this strategy's engine: the body of a scheduler program (one problem),
+        and the whole run on engines the scheduler cannot merge on."""
         raise NotImplementedError
+
+    def rows_needed(self, budget: int | None) -> int:
+        """Rows one problem holds at once (about): what the scheduler admits programs by."""
+        n = budget if isinstance(budget, int) else self.params.n
+        return n if isinstance(n, int) else 1  # "auto" sizes (SpR's n) are known only once it runs
+
+    def absorb(self, program_copy: Strategy) -> None:
+        """Take over what a program's copy of this strategy recorded about its problem (after `solve`)."""
+
+
+def solve_on(scheduler: Scheduler, strategy: Strategy, problems: list[Problem], budget: int | None) -> list[SolveResult]:
+    """Each problem as a program running a copy of `strategy` on the scheduler's views; results in input order,
+    wall time split evenly (as a batched run reports it), what the copies recorded absorbed in order."""
+    copies: list[Strategy | None] = [None] * len(problems)
+
+    def program(i: int, p: Problem):
+        def body(engine, scorer):
+            mine = copy.copy(strategy)
+            mine.engine, mine.scorer, mine.use_tqdm = engine, scorer if strategy.scorer is not None else None, False
+            copies[i] = mine
+            return mine.solve_batch([p], budget)[0]
+
+        return body
+
+    t0 = time.perf_counter()
+    rows = strategy.rows_needed(budget)
+    scheduler.reserve_rows = max(scheduler.reserve_rows, min(scheduler.max_rows, rows * len(problems)))  # allocated once
+    bar = progress_bar(len(problems), strategy.use_tqdm, strategy.name)
+    handles = [scheduler.submit(program(i, p), rows=rows, name=p.id) for i, p in enumerate(problems)]
+    if bar is not None:
+        for h in handles:
+            h.add_done_callback(lambda _h: bar.update(1))
+    try:
+        scheduler.run(handles)
+    finally:
+        if bar is not None:
+            bar.close()
+    results = [h.result() for h in handles]
+    wall = time.perf_counter() - t0
+    for r in results:
+        r.usage.wall_time = wall / len(problems)
+    for c in copies:
+        strategy.absorb(c)
+    return results
+
+
+def progress_bar(total: int, use_tqdm, name: str):
+    """A bar of problems done: `use_tqdm` True, or the bar's factory (as `Engine.generate` takes it)."""
+    if not use_tqdm:
+        return None
+    if callable(use_tqdm):
+        make = use_tqdm
+    else:
+        from tqdm.auto import tqdm as make
+
+    return make(total=total, desc=name, unit="problem", dynamic_ncols=True)
 
 
 @dataclass
@@ -207,7 +283,7 @@ class SamplingStrategy(Strategy):
         sel = self.select(cands)
         return replace(result, strategy=self.name, candidates=cands, selected=sel, answer=None if sel is None else cands[sel].answer)
 
-    def solve(self, problems: Problem | Sequence[Problem], budget: int | None = None) -> list[SolveResult]:
+    def solve_batch(self, problems: Problem | Sequence[Problem], budget: int | None = None) -> list[SolveResult]:
         probs = as_problem_list(problems)
         n = self.params.n if budget is None else budget
         scorer = self.scorer if self.needs_scorer else None

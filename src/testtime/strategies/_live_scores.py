@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from .._errors import ValidationError
-from ..engines import HiddenStateBatch
+from ..engines import EngineView, HiddenStateBatch
 from ..scorers import HiddenStateScorer
 
 __all__ = ["PARTIAL_SCORES", "live_scorer"]
@@ -29,7 +29,8 @@ def live_scorer(scorer, engine, batch, how: str = "auto") -> Callable[[Sequence[
     Hidden-state scoring needs a head on this engine's model (`scorers.HiddenStateScorer` whose `engine` is
     `engine`) and a batch that keeps states (`engines.HiddenStateBatch`, the in-process engine's); every strategy
     that scores partial paths asks here."""
-    can = isinstance(scorer, HiddenStateScorer) and scorer.engine is engine and isinstance(batch, HiddenStateBatch)
+    real = engine.inner if isinstance(engine, EngineView) else engine  # a scheduler program's view of it
+    can = isinstance(scorer, HiddenStateScorer) and scorer.engine is real and isinstance(batch, HiddenStateBatch)
     if not can:
         if how == "hidden":
             raise ValidationError(

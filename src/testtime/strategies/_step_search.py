@@ -38,6 +38,7 @@ from ._base import (
     Strategy,
     as_problem_list,
     problem_seed,
+    progress_bar,
     to_candidate,
 )
 from ._live_scores import PARTIAL_SCORES, live_scorer
@@ -233,7 +234,7 @@ class StepSearch(Strategy):
         return getattr(self.params, "lookahead", 0)
 
     # -- the loop ----------------------------------------------------------------------------------------
-    def solve(self, problems: Problem | Sequence[Problem], budget: int | None = None) -> list[SolveResult]:
+    def solve_batch(self, problems: Problem | Sequence[Problem], budget: int | None = None) -> list[SolveResult]:
         probs = as_problem_list(problems)
         n = self.params.n if budget is None else budget
         self.check_budget(n)
@@ -243,7 +244,7 @@ class StepSearch(Strategy):
         max_rows = self.params.max_rows or (self.engine.max_batch_size if isinstance(self.engine, BatchSizedEngine) else DEFAULT_MAX_ROWS)
         queue = deque(range(len(probs)))
         batch, nodes = None, []  # nodes[b]: which problem row b serves, and its tag
-        bar = _progress(len(probs), self.use_tqdm, self.name)
+        bar = progress_bar(len(probs), self.use_tqdm, self.name)
         while queue or nodes:
             if not nodes:
                 batch = self.engine.start()
@@ -419,15 +420,3 @@ def logit(p: float, eps: float = 1e-6) -> float:
     """log(p / (1 - p)), with p clipped to [eps, 1 - eps] so certain scores stay finite."""
     p = min(max(p, eps), 1.0 - eps)
     return math.log(p / (1.0 - p))
-
-
-def _progress(total: int, use_tqdm, name: str):
-    """A bar of problems done: `use_tqdm` True, or the bar's factory (as `Engine.generate` takes it)."""
-    if not use_tqdm:
-        return None
-    if callable(use_tqdm):
-        make = use_tqdm
-    else:
-        from tqdm.auto import tqdm as make
-
-    return make(total=total, desc=name, unit="problem", dynamic_ncols=True)

@@ -126,7 +126,7 @@ class AdaptiveConsistency(Strategy):
     def stop_probability(self, candidates: Sequence[Candidate]) -> float:
         return stop_probability(candidates, self.params.rule)
 
-    def solve(self, problems: Problem | Sequence[Problem], budget: int | None = None) -> list[SolveResult]:
+    def solve_batch(self, problems: Problem | Sequence[Problem], budget: int | None = None) -> list[SolveResult]:
         probs = as_problem_list(problems)
         n = check_budget(budget, self.params.n)
         return [r for group in in_groups(probs, max(1, self.params.max_rows // min(self.params.wave, n))) for r in self._solve_group(group, n)]

@@ -150,7 +150,7 @@ class DeepConfOnline(Strategy):
         self.sampling = with_logprobs(self.sampling, self.params.top_logprobs)
         self.details: dict[str, dict] = {}
 
-    def solve(self, problems: Problem | Sequence[Problem], budget: int | None = None) -> list[SolveResult]:
+    def solve_batch(self, problems: Problem | Sequence[Problem], budget: int | None = None) -> list[SolveResult]:
         probs = as_problem_list(problems)
         n = check_budget(budget, self.params.n)
         self.details = {}

@@ -13,6 +13,7 @@ __all__ = ["Greedy"]
 
 class Greedy(SamplingStrategy):
     name = "greedy"
+    fixed_budget = 1
 
     def __init__(self, engine, scorer=None, *, params=None, sampling=DEFAULT_SAMPLING, seed: int = 0) -> None:
         super().__init__(engine, scorer, params=params, sampling=replace(sampling, temperature=0.0), seed=seed)
@@ -20,5 +21,5 @@ class Greedy(SamplingStrategy):
     def select(self, candidates: Sequence[Candidate]) -> int | None:
         return 0 if candidates else None
 
-    def solve(self, problems, budget: int | None = None):
-        return super().solve(problems, 1)  # more greedy samples would all be the same
+    def solve_batch(self, problems, budget: int | None = None):
+        return super().solve_batch(problems, 1)  # more greedy samples would all be the same

@@ -226,6 +226,7 @@ class OptimalStrategy(Strategy):
 
     name = "optimal"
     needs_scorer = True
+    needs_policy = True
 
     def __init__(
         self,
@@ -317,7 +318,13 @@ class OptimalStrategy(Strategy):
         self.choices = [{"problem_id": p.id, "n": n, "score": None, "level": None, "strategy": e.strategy, "params": e.params, "budget": got} for p in probs]
         return [replace(r, strategy=self.name) for r in results]
 
-    def solve(self, problems: Problem | Sequence[Problem], budget: int | None = None) -> list[SolveResult]:
+    def absorb(self, program_copy: Strategy) -> None:
+        self.choices += program_copy.choices
+
+    def rows_needed(self, budget: int | None) -> int:
+        return max(self.policy.budgets) if budget is None else budget
+
+    def solve_batch(self, problems: Problem | Sequence[Problem], budget: int | None = None) -> list[SolveResult]:
         probs = as_problem_list(problems)
         n = max(self.policy.budgets) if budget is None else budget
         check(isinstance(n, int) and n >= 1, f"the budget must be an integer >= 1, got {n!r}.", parameter="budget", value=n)

@@ -232,7 +232,10 @@ class SpeculativeRejection(Strategy):
         return n, max(1, min(self.params.max_rows // n, budget // (n * room)))
 
     # -- solving ----------------------------------------------------------------------------------------
-    def solve(self, problems: Problem | Sequence[Problem], budget: int | str | None = None) -> list[SolveResult]:
+    def absorb(self, program_copy: Strategy) -> None:
+        self.rounds.update(program_copy.rounds)
+
+    def solve_batch(self, problems: Problem | Sequence[Problem], budget: int | str | None = None) -> list[SolveResult]:
         probs = as_problem_list(problems)
         n = self.params.n if budget is None else budget
         check(n == AUTO or (isinstance(n, int) and not isinstance(n, bool) and n >= 1), f"the budget (initial n) must be an integer >= 1 or 'auto', got {n!r}.", parameter="budget", value=n)
