@@ -450,3 +450,79 @@ def test_generate_takes_a_progress_bar_factory(engine):
     engine.generate([Request(messages=m) for m in MSGS[:2]], SamplingParams(n=3, max_tokens=4, seed=1), use_tqdm=Bar)
     (bar,) = made
     assert (bar.kwargs["total"], bar.kwargs["unit"], bar.n, bar.closed) == (6, "seq", 6, True)
+
+
+def test_attention_windows_cut_where_row_histories_start_far_apart():
+    """Pieces are cut when a row would stretch the piece's spread of first columns past the slack (not when it
+    is far from its neighbour only), and each piece attends from its earliest row's first column."""
+    from testtime.engines._llama import WINDOW_SLACK, _windows
+
+    assert WINDOW_SLACK == 64
+    assert _windows([(0, 3)], [0, 60, 120]) == [(0, 2, 0), (2, 3, 120)]
+    assert _windows([(0, 4)], [30, 0, 50, 64]) == [(0, 4, 0)]
+    assert _windows([(0, 2), (3, 5)], [0, 200, 9, 5, 300]) == [(0, 1, 0), (1, 2, 200), (3, 4, 5), (4, 5, 300)]
+
+
+@pytest.mark.parametrize("slack", [0, 10**9], ids=["a-piece-per-row", "one-piece"])
+def test_windowed_attention_matches_attending_over_every_column(engine, monkeypatch, slack):
+    """Rows whose prompts differ by hundreds of tokens give the same logits whether each attends from its own
+    first column or all attend over the whole (masked) history."""
+    from testtime.engines import _llama
+    from testtime.engines._sessions import NativeSession
+
+    if engine.runner is None:
+        pytest.skip("native runner only")
+    long = [{"role": "user", "content": "Tom has 5 apples and buys 7 more. " * 12}]
+    prompts = [engine.encode(Request(messages=m))[:-1] for m in [MSGS[0], long, MSGS[1], long]]
+    assert max(map(len, prompts)) - min(map(len, prompts)) > 100
+    tokens = torch.tensor([5, 6, 7, 8], device=engine.device)
+    pos = torch.tensor([len(p) for p in prompts], device=engine.device)
+    out = {}
+    for s in (slack, -1):  # -1: the reference, one call over every column
+        monkeypatch.setattr(_llama, "WINDOW_SLACK", 10**9 if s == -1 else s)
+        session = NativeSession(engine.runner)
+        session.add_rows(prompts)
+        if s == -1:
+            monkeypatch.setattr(_llama, "_windows", lambda runs, first: [(a, b, 0) for a, b in runs])
+        out[s] = session.decode(tokens, pos, torch.ones(4, dtype=torch.bool, device=engine.device))[0]
+    assert torch.allclose(out[slack], out[-1], rtol=1e-4, atol=1e-4)
+
+
+def test_uninitialised_cache_slots_are_never_read(engine, monkeypatch):
+    """KV buffers are allocated uninitialised; with them filled with NaN instead, idle rows' columns (a subset
+    decode), late-admitted rows' history, a history shift and a reorder still give finite, unchanged outputs."""
+    from testtime.engines import _kv_cache
+    from testtime.engines._sessions import NativeSession
+
+    if engine.runner is None:
+        pytest.skip("native runner only")
+    prompts = [engine.encode(Request(messages=m))[:-1] for m in MSGS[:2]] * 2
+    tokens = torch.tensor([5, 6, 7, 8], device=engine.device)
+    pos = torch.tensor([len(p) for p in prompts], device=engine.device)
+    every = torch.ones(4, dtype=torch.bool, device=engine.device)
+    rows = torch.tensor([0, 3], device=engine.device)
+
+    def two_steps():
+        s = NativeSession(engine.runner)
+        s.add_rows(prompts)
+        s.decode(tokens, pos, every.clone().index_fill_(0, torch.tensor([1, 2], device=engine.device), False), (), rows)
+        return s.decode(tokens, pos + 1, every)[0]
+
+    want = two_steps()
+    monkeypatch.setattr(_kv_cache, "_uninitialised", lambda like, shape: like.new_full(shape, float("nan")))
+    got = two_steps()
+    assert torch.isfinite(got).all() and torch.allclose(got, want, rtol=1e-4, atol=1e-4)
+
+    p = SamplingParams(temperature=0, max_tokens=30, ignore_eos=True)
+    batch = engine.start(Request(messages=MSGS[2]), p)
+    batch.advance(3)
+    batch.add(Request(messages=MSGS[1]), p)  # longer prompt: the history moves right
+    batch.advance(5)
+    batch.reorder([1, 0, 1])
+    batch.advance(6)
+    batch.add(Request(messages=MSGS[2]), p)  # shorter than the history: its left columns are never written
+    batch.advance(4)
+    for row, m in enumerate([MSGS[1], MSGS[2], MSGS[1], MSGS[2]]):
+        ref = engine.generate(Request(messages=m), p)[0].completions[0].token_ids
+        got_ids = batch.completion(row).token_ids
+        assert got_ids == ref[: len(got_ids)]

@@ -6,6 +6,11 @@ mask says which columns hold a row's real tokens. Left padding, steps a row sat 
 all leave invalid columns ("holes") that attention masks out. Rotary positions are tracked per row, not per
 column, so moving a row's columns never changes what it attends to.
 
+Buffers are allocated uninitialised: zero-filling gigabytes faults in every page up front (seconds on CPU, most
+of a reallocation's cost), and nothing needs it. The invariant that makes that safe: every live row's columns
+left of `col` have been written (prefill, a decode step, or an explicit zero for a row idle that step, see
+`zero_column`), so attention only ever reads finite values, masked or not.
+
 Row surgery (drop, duplicate, permute) is one `reorder(rows)`, applied to every layer at once; it copies only
 the slots whose content changes (at 64 rows x 500 tokens the embedded model's cache is ~1.5 GB, so a full copy
 per admission would cost several decode steps). Nothing is re-prefilled. `compact()` squeezes out holes.
@@ -14,7 +19,6 @@ per admission would cost several decode steps). Nothing is re-prefilled. `compac
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 __all__ = ["KVCache"]
 
@@ -66,9 +70,11 @@ class KVCache:
         (or padding the whole buffer) costs seconds at hundreds of rows."""
         L, _, KVH, _, D = self.k.shape
         B, c = self.num_rows, self.col
-        k = self.k.new_zeros(L, rows, KVH, cols, D)
-        v = self.v.new_zeros(L, rows, KVH, cols, D)
+        k = _uninitialised(self.k, (L, rows, KVH, cols, D))
+        v = _uninitialised(self.v, (L, rows, KVH, cols, D))
         valid = self.valid.new_zeros(rows, cols)
+        k[:, :B, :, :shift] = 0
+        v[:, :B, :, :shift] = 0
         k[:, :B, :, shift : shift + c] = self.k[:, :B, :, :c]
         v[:, :B, :, shift : shift + c] = self.v[:, :B, :, :c]
         valid[:B, shift : shift + c] = self.valid[:B, :c]
@@ -121,14 +127,21 @@ class KVCache:
                 self._resize(self.row_capacity, self.capacity + shift, shift=shift)
         self.ensure_capacity(cols=self.col + 1, rows=self.num_rows + B_new)
         rows = slice(self.num_rows, self.num_rows + B_new)
-        self.k[:, rows] = 0
-        self.v[:, rows] = 0
+        # Columns from `col` on are written by the decode steps to come; only the history left of it is zeroed.
+        self.k[:, rows, :, : self.col] = 0
+        self.v[:, rows, :, : self.col] = 0
         self.valid[rows] = False
         if P:
             self.k[:, rows, :, self.col - P : self.col] = k
             self.v[:, rows, :, self.col - P : self.col] = v
             self.valid[rows, self.col - P : self.col] = valid
         self.num_rows += B_new
+
+    def zero_column(self, layer: int) -> None:
+        """Zero column `col` of layer `layer` for every live row: a decode step that advances only some rows
+        calls it before writing theirs, so idle rows' columns hold zeros, never stale memory."""
+        self.k[layer, : self.num_rows, :, self.col] = 0
+        self.v[layer, : self.num_rows, :, self.col] = 0
 
     def hole_fraction(self) -> float:
         """Share of the used columns that are masked out (padding, idle steps, dropped history)."""
@@ -161,3 +174,9 @@ class KVCache:
         self.valid[:B] = False
         self.valid[:B, :width] = new_valid
         self.col = width
+
+
+def _uninitialised(like: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """A buffer whose content is whatever memory held (see the module docstring for why that is safe); tests
+    replace this with a NaN fill to prove no unwritten slot is ever read."""
+    return like.new_empty(shape)

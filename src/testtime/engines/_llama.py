@@ -175,12 +175,17 @@ class LlamaRunner:
         (views of the cache, no copy), so they cost no attention either unless the runs are too fragmented
         (then one call over all rows). Their column is masked, so what is written there is never read. The
         caller sets `cache.valid[:, cache.col]` (False for rows idle this step) and advances `cache.col`.
+
+        Each run is cut further where its rows' histories start far apart, and each piece attends only from
+        its own first valid column: rows of a short prompt, or admitted late into a long-running batch, do
+        not read the masked columns left of them (on CPU decode attention is bound by reading K/V).
         """
         B = cache.num_rows
         col = cache.col
         sub = rows is not None and rows.shape[0] < B
-        runs = _runs(rows.tolist()) if sub else [(0, B)]
-        split = not sub or len(runs) <= MAX_ATTENTION_RUNS
+        first = cache.live_valid()[:, : col + 1].int().argmax(dim=1).tolist()  # each row's first valid column
+        runs = _windows(_runs(rows.tolist()) if sub else [(0, B)], first)
+        split = len(runs) <= MAX_ATTENTION_RUNS or len(runs) == 1
         x = self.embed[tokens[rows] if sub else tokens][:, None]  # (Ba, 1, C)
         cos, sin = self._rope_tables((positions[rows] if sub else positions)[:, None])
         valid = cache.live_valid()[:, None, None, : col + 1]  # (B, 1, 1, Tk)
@@ -188,6 +193,7 @@ class LlamaRunner:
         for i, layer in enumerate(self.layers):
             q, k, v = self._qkv(layer, self._rms(x, layer.norm_attn), cos, sin)
             if sub:
+                cache.zero_column(i)  # idle rows' columns must hold finite values (uninitialised buffers)
                 cache.k[i, rows, :, col] = k[:, :, 0]
                 cache.v[i, rows, :, col] = v[:, :, 0]
             else:
@@ -199,13 +205,15 @@ class LlamaRunner:
             qg = q.reshape(q.shape[0], self.num_kv_heads, self.group, self.head_dim)
             if split:
                 outs, at = [], 0
-                for s, e in runs:
-                    outs.append(F.scaled_dot_product_attention(qg[at : at + e - s], K[s:e], V[s:e], attn_mask=valid[s:e]))
+                for s, e, lo in runs:
+                    outs.append(F.scaled_dot_product_attention(qg[at : at + e - s], K[s:e, :, lo:], V[s:e, :, lo:], attn_mask=valid[s:e, ..., lo:]))
                     at += e - s
                 o = outs[0] if len(outs) == 1 else torch.cat(outs)
             else:
-                full = qg.new_zeros(B, *qg.shape[1:]).index_copy_(0, rows, qg)
-                o = F.scaled_dot_product_attention(full, K, V, attn_mask=valid)[rows]
+                lo = min(first)
+                full = qg.new_zeros(B, *qg.shape[1:]).index_copy_(0, rows, qg) if sub else qg
+                o = F.scaled_dot_product_attention(full, K[:, :, lo:], V[:, :, lo:], attn_mask=valid[..., lo:])
+                o = o[rows] if sub else o
             x = x + layer.o(o.reshape(x.shape[0], 1, -1))
             x = self._mlp(layer, x)
             if i + 1 in capture and i + 1 < len(self.layers):
@@ -217,6 +225,29 @@ class LlamaRunner:
 MAX_ATTENTION_RUNS = 16
 """Attention over at most this many contiguous runs of active rows, one call each; more fragmented batches
 make one call over every row (per-call overhead would eat what skipping idle rows saves)."""
+
+
+WINDOW_SLACK = 64
+"""Rows whose histories start at most this many columns apart share one attention call (reading a few masked
+columns is cheaper than another call per layer)."""
+
+
+def _windows(runs: list[tuple[int, int]], first: list[int]) -> list[tuple[int, int, int]]:
+    """Cut [start, end) runs of rows where their first valid columns spread more than WINDOW_SLACK apart;
+    -> [start, end, first column to attend] pieces."""
+    out: list[tuple[int, int, int]] = []
+    for s, e in runs:
+        lo = hi = first[s]
+        begin = s
+        for r in range(s + 1, e):
+            f = first[r]
+            if max(hi, f) - min(lo, f) > WINDOW_SLACK:
+                out.append((begin, r, lo))
+                begin, lo, hi = r, f, f
+            else:
+                lo, hi = min(lo, f), max(hi, f)
+        out.append((begin, e, lo))
+    return out
 
 
 def _runs(rows: list[int]) -> list[tuple[int, int]]:
