@@ -35,3 +35,17 @@ def test_prompt_longer_than_history_shifts_content_right():
     assert c.col == 6 and c.num_rows == 3
     assert torch.equal(c.k[:, :2, :, 3:6], old) and not c.valid[:2, :3].any()
     assert torch.equal(c.k[:, 2, :, :6], k[:, 0])
+
+
+def test_a_shift_past_capacity_leaves_headroom_so_the_next_one_is_in_place():
+    """Growing exactly by the shift would reallocate again at the next slightly longer prompt (each reallocation
+    writes gigabytes of fresh memory at serving sizes); growing by half keeps the next shift inside the buffer."""
+    c = _filled(rows=2, cols=40)
+    assert c.capacity == 41
+    k = torch.ones(2, 1, 1, 50, 2)
+    c.append_rows(k, k, torch.ones(1, 50, dtype=torch.bool))  # shift 10 past a full buffer
+    assert c.col == 50 and c.capacity == 61  # 41 + 20, not 51
+    old = c.k[:, :3, :, :50].clone()
+    k = torch.ones(2, 1, 1, 55, 2)
+    c.append_rows(k, k, torch.ones(1, 55, dtype=torch.bool))  # shift 5 more: fits
+    assert c.col == 55 and c.capacity == 61 and torch.equal(c.k[:, :3, :, 5:55], old)

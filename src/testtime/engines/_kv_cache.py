@@ -123,8 +123,8 @@ class KVCache:
                 self.valid[:B, shift : shift + c] = self.valid[:B, :c].clone()
                 self.valid[:B, :shift] = False
                 self.col += shift
-            else:
-                self._resize(self.row_capacity, self.capacity + shift, shift=shift)
+            else:  # grow by half as well: the next longer prompt or the decode steps to come then fit in place
+                self._resize(self.row_capacity, max(self.col + shift + 1, self.capacity + self.capacity // 2), shift=shift)
         self.ensure_capacity(cols=self.col + 1, rows=self.num_rows + B_new)
         rows = slice(self.num_rows, self.num_rows + B_new)
         # Columns from `col` on are written by the decode steps to come; only the history left of it is zeroed.
