@@ -28,6 +28,9 @@ COMMANDS = {
     "train-prm": "train_prm_cmd",
     "prm-report": "prm_report_cmd",
     "replay": "replay_cmd",
+    "export": "export_cmd",
+    "finetune": "finetune_cmd",
+    "bon-curve": "bon_curve_cmd",
 }
 """Subcommand name -> module in testtime.cli."""
 
