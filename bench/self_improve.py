@@ -44,7 +44,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--train-problems", type=int, default=300, help="train-split problems sampled (default: %(default)s)")
     p.add_argument("--n-train", type=int, default=8, help="best-of-N samples per train problem (default: %(default)s)")
     p.add_argument("--per-problem", type=int, default=4, help="at most this many correct traces per problem (default: %(default)s)")
-    p.add_argument("--test-problems", type=int, default=100, help="test-split problems evaluated (default: %(default)s)")
+    p.add_argument("--test-problems", type=int, default=200, help="test-split problems evaluated (default: %(default)s)")
     p.add_argument("--n-new", type=int, default=16, help="the fine-tuned model's majority / weighted budget (default: %(default)s)")
     p.add_argument("--max-steps", type=int, default=-1, help="finetune optimizer steps; -1 is --epochs (default: %(default)s)")
     p.add_argument("--epochs", type=float, default=1.0, help="finetune passes over the data (default: %(default)s)")
