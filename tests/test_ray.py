@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from _rows import without_wall_time
 
 import testtime
 from testtime import EngineError, ValidationError
@@ -88,14 +89,6 @@ def on_ray(cfg, ray_build, **kw):
 
 def solved(log: Path) -> list[tuple[int, str]]:
     return [(int(pid), p) for pid, p in (line.split() for line in log.read_text().splitlines())] if log.exists() else []
-
-
-def without_wall_time(row: dict) -> dict:
-    row = json.loads(json.dumps(row))
-    row["usage"].pop("wall_time")
-    for at in row["by_n"].values():
-        at.pop("wall_time")
-    return row
 
 
 def canonical(path: Path) -> list[dict]:

@@ -10,22 +10,9 @@ from __future__ import annotations
 import argparse
 
 from .._errors import ValidationError
-from ._engine_args import backend_identity, make_engine, make_scorer, non_negative_int
+from ._engine_args import backend_identity, make_engine, make_scorer, non_negative_float, non_negative_int
 
 __all__ = ["add_ray_args", "ray_run", "build_eval_backend"]
-
-
-def _non_negative_float(flag: str):
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            value = -1.0
-        if not value >= 0 or value == float("inf"):  # also NaN
-            raise argparse.ArgumentTypeError(f"{flag} takes a number >= 0, got {text!r}")
-        return value
-
-    return parse
 
 
 def add_ray_args(p: argparse.ArgumentParser) -> None:
@@ -34,8 +21,8 @@ def add_ray_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("Ray (pip install 'testtime[ray]'; docs/ray.md)")
     g.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS", help="run the shards on a Ray cluster: ADDRESS is HOST:6379 of `ray start --head` or ray://HOST:10001; alone, $RAY_ADDRESS or a cluster on this machine, else a new local one (default: off)")
     g.add_argument("--ray-shards", type=non_negative_int("--ray-shards"), default=0, help="shards K, whole chunks each as with --shard I/K; 0: as many as the cluster's CPUs and GPUs hold at once (default: %(default)s)")
-    g.add_argument("--ray-cpus-per-shard", type=_non_negative_float("--ray-cpus-per-shard"), default=1.0, help="CPUs Ray reserves for each shard (default: %(default)s)")
-    g.add_argument("--ray-gpus-per-shard", type=_non_negative_float("--ray-gpus-per-shard"), default=0.0, help="GPUs each shard gets; 0.5 puts two shards on a GPU; 0 runs on CPU (default: %(default)s)")
+    g.add_argument("--ray-cpus-per-shard", type=non_negative_float("--ray-cpus-per-shard"), default=1.0, help="CPUs Ray reserves for each shard (default: %(default)s)")
+    g.add_argument("--ray-gpus-per-shard", type=non_negative_float("--ray-gpus-per-shard"), default=0.0, help="GPUs each shard gets; 0.5 puts two shards on a GPU; 0 runs on CPU (default: %(default)s)")
     g.add_argument("--ray-max-retries", type=non_negative_int("--ray-max-retries"), default=DEFAULT_MAX_RETRIES, help="restarts of a shard whose process dies (node lost, out of memory); its chunk runs again (default: %(default)s)")
 
 

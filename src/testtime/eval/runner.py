@@ -380,6 +380,10 @@ def write_summary(config: EvalConfig, problem_ids: Sequence[str], rows: list[dic
     out = Path(config.out)
     ids = set(problem_ids)
     rows, num_copies = drop_duplicates([r for r in rows if r["problem_id"] in ids and r["strategy"] in config.strategies and r["seed"] in config.seeds])
+    # In the unsharded order (seed, problem, strategy), whatever the file's: a Ray run appends chunks as they finish,
+    # and float sums in the summary depend on the order they add up in.
+    rank = {pid: i for i, pid in enumerate(problem_ids)}
+    rows.sort(key=lambda r: (config.seeds.index(r["seed"]), rank[r["problem_id"]], config.strategies.index(r["strategy"])))
     if num_copies:
         log(f"note: {out / 'results.jsonl'} holds {num_copies} extra copies of rows (same problem, strategy and seed, written by two evals at once); each row counts once")
     summary = summarize(rows, config.strategies)
