@@ -135,6 +135,17 @@ def test_ray_run_equals_the_unsharded_run(cluster, full, tmp_path):
     assert identity["backend"] == {"engine": "scripted"} and identity["shard"] is None
 
 
+def test_more_shards_than_the_cluster_holds_run_in_turn(cluster, full, tmp_path):
+    """3 shards of 1 CPU on 2 CPUs: the third starts once a finished shard gives its CPU back."""
+    log = tmp_path / "solved.log"
+    on_ray(config(tmp_path / "ray"), functools.partial(build, str(log)), num_shards=3)
+    by_pid: dict[int, set[str]] = {}
+    for pid, p in solved(log):
+        by_pid.setdefault(pid, set()).add(p)
+    assert sorted(by_pid.values(), key=lambda ps: min(int(p[1:]) for p in ps)) == [{"p0", "p1", "p2", "p3"}, {"p4", "p5", "p6", "p7"}, {"p8", "p9", "p10"}]
+    assert canonical(tmp_path / "ray") == canonical(full)
+
+
 def test_a_rerun_skips_finished_chunks_and_a_failed_shard_keeps_the_others_rows(cluster, full, tmp_path):
     out, log = tmp_path / "run", tmp_path / "solved.log"
     # The driver dies after the first 3 chunks of seed 0 (a local run that crashes mid-way leaves the same file).

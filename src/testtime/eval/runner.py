@@ -10,8 +10,9 @@ Re-running the whole chunk reproduces the same batch, hence the same numbers, so
 same summary as an uninterrupted one.
 
 `run_eval` is the two halves: `run_rows` generates what `results.jsonl` lacks (the loop is `_loop.run_pieces`,
-shared with `bench spr`; `run_rows_on_ray` spreads the same chunks over a Ray cluster), and `write_summary` turns the stored rows (`_row.EvalRow`) into the table, plots,
-summary.md and summary.json; `testtime merge` calls only the second.
+shared with `bench spr`; `run_rows_on_ray` spreads the same chunks over a Ray cluster), and `write_summary`
+turns the stored rows (`_row.EvalRow`) into the table, plots, summary.md and summary.json; `testtime merge`
+calls only the second.
 """
 
 from __future__ import annotations
