@@ -10,6 +10,7 @@ import re
 
 import httpx
 import pytest
+from _rows import without_wall_time
 from _tiny import make_llama, make_tokenizer
 
 from testtime.cli import main
@@ -46,14 +47,6 @@ def engine(model_dir):
 
 def model_flags(model_dir) -> list[str]:
     return ["--model", str(model_dir), "--device", "cpu", "--max-tokens", "8", "--scorer", SCORER]
-
-
-def without_wall_time(row: dict) -> dict:
-    row = json.loads(json.dumps(row))
-    row["usage"].pop("wall_time")
-    for at in row["by_n"].values():
-        at.pop("wall_time")
-    return row
 
 
 def test_eval_writes_the_rows_the_library_writes_and_resumes(model_dir, data, engine, tmp_path, capsys):

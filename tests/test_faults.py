@@ -13,6 +13,7 @@ from argparse import Namespace
 from pathlib import Path
 
 import pytest
+from _rows import without_wall_time
 
 from testtime import DataError, ValidationError
 from testtime.cli import main
@@ -92,14 +93,6 @@ def test_report_merge_optimize_and_difficulty_read_a_live_run_without_truncating
     assert summary(run(cfg)) == summary(run(config(tmp_path / "fresh")))
     assert path.read_bytes().startswith(b"".join(rows[:8]))
     assert [without_wall_time(r) for r in ResultsFile(path).load()] == [without_wall_time(json.loads(r)) for r in rows]
-
-
-def without_wall_time(row: dict) -> dict:
-    row = json.loads(json.dumps(row))
-    row["usage"].pop("wall_time")
-    for at in row["by_n"].values():
-        at.pop("wall_time")
-    return row
 
 
 def test_merge_reads_shards_without_repairing_them(tmp_path):

@@ -7,6 +7,7 @@ import json
 import shutil
 
 import pytest
+from _rows import without_wall_time
 
 from testtime import DataError, ValidationError
 from testtime.cli import main
@@ -38,14 +39,6 @@ def config(out, **kw):
 
 def run(cfg):
     return run_eval(cfg, engine=ScriptedEngine(handler), scorer=scorer(), problems=PROBLEMS, progress=False, log=lambda *_: None)
-
-
-def without_wall_time(row: dict) -> dict:
-    row = json.loads(json.dumps(row))
-    row["usage"].pop("wall_time")
-    for at in row["by_n"].values():
-        at.pop("wall_time")
-    return row
 
 
 @pytest.fixture(scope="module")

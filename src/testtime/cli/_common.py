@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 
 __all__ = ["ints", "names", "strategy_help", "scorer_help", "add_model_args", "add_local_engine_args", "add_task_args", "task_options", "default_max_tokens", "DTYPES"]
@@ -99,14 +100,18 @@ def default_max_tokens(args) -> int:
     return args.max_tokens if args.max_tokens is not None else (384 if args.task == "arith" else 512)
 
 
-def run_eval_from_args(args, *, strategies: list[str], n: list[int], out: str, before_model=None, **extra):
+def run_eval_from_args(args, *, strategies: list[str], n: list[int], out: str, before_model=None, use_ray: bool = False, **extra):
     """Build the `EvalConfig` of `eval`, `optimize` and `difficulty` from the shared task/model/engine flags, load
     the task and call `before_model(config)` (if given) before the model loads, so bad input fails in a second;
-    run it; returns (config, the run's result)."""
+    run it, here or (`use_ray`: the command has the --ray flags) on the Ray cluster --ray names; returns (config,
+    the run's result)."""
     from ..eval import EvalConfig, run_eval
     from ..eval._results import run_dir_lock
     from ..tasks import load_task
     from ._engine_args import backend_identity, make_engine, make_scorer, resolve_scorer
+    from ._ray_args import build_eval_backend, ray_run
+
+    ray = ray_run(args, functools.partial(build_eval_backend, args, strategies), shard=extra.get("shard")) if use_ray else None
 
     config = EvalConfig(
         task=args.task,
@@ -134,6 +139,8 @@ def run_eval_from_args(args, *, strategies: list[str], n: list[int], out: str, b
     # The writer lock before the model loads: a second eval into the same --out, or an --out that cannot be a
     # directory, fails in a second (run_eval takes the lock again, in the same process).
     with run_dir_lock(config.out):
+        if ray is not None:  # each shard makes its engine and scorer on its node
+            return config, run_eval(config, problems=problems, progress=not args.no_progress, ray=ray)
         engine = make_engine(args)
         config.backend = backend_identity(args, engine)  # what resume checks besides the flags: device, dtype, engine
         scorer = make_scorer(args, engine, strategies)

@@ -51,13 +51,22 @@ def positive_seconds(text: str) -> float:
 
 
 def non_negative_int(flag: str):
-    def parse(text: str) -> int:
+    return _non_negative(flag, int, "an integer")
+
+
+def non_negative_float(flag: str):
+    """A float flag >= 0 that refuses inf and nan (argparse's `float` takes both)."""
+    return _non_negative(flag, float, "a finite number")
+
+
+def _non_negative(flag: str, kind: type, what: str):
+    def parse(text: str):
         try:
-            value = int(text)
+            value = kind(text)
         except ValueError:
             value = -1
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"{flag} takes an integer >= 0, got {text!r}")
+        if not (value >= 0 and math.isfinite(value)):  # NaN fails the first test
+            raise argparse.ArgumentTypeError(f"{flag} takes {what} >= 0, got {text!r}")
         return value
 
     return parse

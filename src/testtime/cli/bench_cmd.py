@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 
 from .._errors import ValidationError
 from ._common import add_model_args, add_task_args, ints
 from ._engine_args import add_engine_args, make_engine, scorer_options
+from ._ray_args import add_ray_args, ray_run
 
 HELP = "paper-style benchmarks: `bench spr` compares Speculative Rejection with best-of-N"
 
@@ -59,6 +61,7 @@ def add_arguments(p) -> None:
     j.add_argument("--no-judge-swap", action="store_true", help="judge each pair in one order only (default: both orders)")
     add_model_args(s)
     add_engine_args(s)
+    add_ray_args(s)
 
 
 def _judge(args):
@@ -77,7 +80,7 @@ def _judge(args):
 
 
 def run(args) -> int:
-    from ..eval.spr_bench import SprBenchConfig, bench_scorer, run_spr_bench
+    from ..eval.spr_bench import SprBenchConfig, run_spr_bench
     from ..tasks import load_task
 
     config = SprBenchConfig(
@@ -107,8 +110,19 @@ def run(args) -> int:
         out=args.out or os.path.join("runs", f"spr-{args.task}"),
     )
     judge = _judge(args)
+    ray = ray_run(args, functools.partial(build_spr_backend, args, config.scorer, config.task))
     problems = load_task(config.task, split=config.split, data=config.data, limit=config.limit, offset=config.offset, levels=config.levels)
-    engine = make_engine(args)
-    scorer = bench_scorer(config.scorer, engine, config.task, **scorer_options(args, config.scorer))
+    if ray is not None:  # each shard makes its engine and scorer on its node
+        run_spr_bench(config, problems=problems, judge=judge, progress=not args.no_progress, max_minutes=args.max_minutes, ray=ray)
+        return 0
+    engine, scorer, _ = build_spr_backend(args, config.scorer, config.task)
     run_spr_bench(config, engine=engine, scorer=scorer, problems=problems, judge=judge, progress=not args.no_progress, max_minutes=args.max_minutes)
     return 0
+
+
+def build_spr_backend(args, scorer: str, task: str) -> tuple:
+    """(engine, scorer, None): the bench's engine and scorer from the flags, here or on a Ray shard's node."""
+    from ..eval.spr_bench import bench_scorer
+
+    engine = make_engine(args)
+    return engine, bench_scorer(scorer, engine, task, **scorer_options(args, scorer)), None

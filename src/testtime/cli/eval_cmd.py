@@ -6,6 +6,7 @@ import os
 
 from ._common import add_model_args, add_task_args, ints, names, run_eval_from_args, strategy_help
 from ._engine_args import add_engine_args
+from ._ray_args import add_ray_args
 
 HELP = "evaluate strategies at several budgets on a task (resumable)"
 
@@ -22,9 +23,10 @@ def add_arguments(p) -> None:
     p.add_argument("--shard", default=None, help="run only shard I of K (0-based, whole chunks), e.g. 0/4; join shards with `testtime merge` (default: all)")
     add_model_args(p)
     add_engine_args(p)
+    add_ray_args(p)
 
 
 def run(args) -> int:
     out = args.out or os.path.join("runs", args.task + (f"-shard{args.shard.replace('/', 'of')}" if args.shard else ""))
-    run_eval_from_args(args, strategies=args.strategy, n=args.n, out=out, shard=args.shard, policy=args.policy)
+    run_eval_from_args(args, strategies=args.strategy, n=args.n, out=out, shard=args.shard, policy=args.policy, use_ray=True)
     return 0

@@ -7,6 +7,7 @@ import os
 
 from ._common import add_model_args, add_task_args, ints, names, run_eval_from_args
 from ._engine_args import add_engine_args
+from ._ray_args import add_ray_args
 
 HELP = "learn a compute-optimal policy (strategy per difficulty level and budget) on a dev split"
 
@@ -29,6 +30,7 @@ def add_arguments(p) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_model_args(p)
     add_engine_args(p)
+    add_ray_args(p)
 
 
 def prior_strength_arg(text: str) -> float | str:
@@ -66,7 +68,7 @@ def run(args) -> int:
     def load_extra(config) -> None:  # before the model loads: a mismatched run fails in a second
         extra.extend(extra_run_rows(args.extra_runs, config, strategies=args.strategies))
 
-    config, result = run_eval_from_args(args, strategies=args.strategies, n=args.n, out=out, before_model=load_extra)
+    config, result = run_eval_from_args(args, strategies=args.strategies, n=args.n, out=out, before_model=load_extra, use_ray=True)
     ids = {r["problem_id"] for r in result.rows}
     rows = merge_rows(result.rows + [r for r in extra if r["problem_id"] in ids])
     if args.difficulty:

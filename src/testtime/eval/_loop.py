@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from ._results import ResultsFile
 
-__all__ = ["Piece", "run_pieces"]
+__all__ = ["Piece", "run_pieces", "append_rows"]
 
 
 @dataclass
@@ -46,10 +46,18 @@ def run_pieces(
             continue
         if max_minutes is not None and time.perf_counter() - start > 60 * max_minutes:
             return False
-        order = {k: i for i, k in enumerate(missing)}
-        rows = sorted((r for r in piece.run(missing) if key(r) in order), key=lambda r: order[key(r)])
-        results.append(rows)
-        done.update(key(r) for r in rows)
+        rows = append_rows(piece.run(missing), missing, results, done=done, key=key)
         if on_append is not None:
             on_append(piece, rows)
     return True
+
+
+def append_rows(rows: list[dict], missing: list[Hashable], results: ResultsFile, *, done: set, key: Callable[[dict], Hashable]) -> list[dict]:
+    """Append the rows of `missing` keys not yet in `done`, in the order of `missing`, and add their keys to
+    `done`; returns what was appended. A row of a key already stored is dropped here, so a piece that ran twice
+    (a Ray task retried after its reply was lost) never writes a row twice."""
+    order = {k: i for i, k in enumerate(missing) if k not in done}
+    rows = sorted((r for r in rows if key(r) in order), key=lambda r: order[key(r)])
+    results.append(rows)
+    done.update(key(r) for r in rows)
+    return rows

@@ -21,7 +21,7 @@ from pathlib import Path
 from .._errors import DataError, ValidationError
 from ..tasks import Problem
 
-__all__ = ["parse_shard", "read_json", "take_shard", "SHARD_FILE"]
+__all__ = ["parse_shard", "read_json", "shard_bounds", "take_shard", "SHARD_FILE"]
 
 SHARD_FILE = "shard.json"
 _SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
@@ -39,6 +39,11 @@ def parse_shard(text: str) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
+def shard_bounds(num_chunks: int, index: int, count: int) -> tuple[int, int]:
+    """Chunks [lo, hi) of shard `index` of `count` (the split `--shard` and `--ray` share)."""
+    return index * num_chunks // count, (index + 1) * num_chunks // count
+
+
 def take_shard(chunks: list[list[Problem]], config, out: Path) -> list[list[Problem]]:
     """The chunks of `config.shard`, recording them in out/shard.json (checked against it on resume)."""
     index, count = parse_shard(config.shard)
@@ -51,7 +56,7 @@ def take_shard(chunks: list[list[Problem]], config, out: Path) -> list[list[Prob
             parameter="shard",
             value=config.shard,
         )
-    lo, hi = index * num_chunks // count, (index + 1) * num_chunks // count
+    lo, hi = shard_bounds(num_chunks, index, count)
     mine = chunks[lo:hi]
     manifest = {
         "shard": f"{index}/{count}",

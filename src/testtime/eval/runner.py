@@ -10,8 +10,9 @@ Re-running the whole chunk reproduces the same batch, hence the same numbers, so
 same summary as an uninterrupted one.
 
 `run_eval` is the two halves: `run_rows` generates what `results.jsonl` lacks (the loop is `_loop.run_pieces`,
-shared with `bench spr`), and `write_summary` turns the stored rows (`_row.EvalRow`) into the table, plots,
-summary.md and summary.json; `testtime merge` calls only the second.
+shared with `bench spr`; `run_rows_on_ray` spreads the same chunks over a Ray cluster), and `write_summary`
+turns the stored rows (`_row.EvalRow`) into the table, plots, summary.md and summary.json; `testtime merge`
+calls only the second.
 """
 
 from __future__ import annotations
@@ -37,11 +38,12 @@ from ._identity import differing_setting
 from ._loop import Piece, run_pieces
 from ._metrics import SummaryRow, format_table, summarize
 from ._plot import plot_accuracy
+from ._ray import RayRun, RemotePiece, ShardWorker, run_on_ray
 from ._results import ResultsFile, drop_duplicates, run_dir_lock
 from ._row import EvalRow, Outcome
 from ._shard import parse_shard, take_shard
 
-__all__ = ["EvalConfig", "EvalReport", "run_eval", "run_rows", "write_summary"]
+__all__ = ["ChunkSolver", "EvalConfig", "EvalReport", "chunk_keys", "run_eval", "run_rows", "run_rows_on_ray", "write_summary"]
 
 DEFAULT_N = (1, 2, 4, 8, 16)
 
@@ -285,44 +287,92 @@ def _row_key(row: dict) -> tuple:
     return (row["problem_id"], row["strategy"], row["seed"])
 
 
+def chunk_keys(config: EvalConfig, probs: list[Problem], seed: int) -> list[tuple]:
+    """The keys of the rows one chunk writes for one seed, in the order they are appended."""
+    return [(p.id, s, seed) for p in probs for s in config.strategies]
+
+
+class ChunkSolver:
+    """`solve(seed, probs, missing)`: the rows of one chunk of one seed (`_solve_chunk`), on one engine and scorer.
+    Strategies are made once per seed and kept for the next chunks, as in an unsharded run; a Ray shard holds one
+    of these on its node."""
+
+    def __init__(self, config: EvalConfig, engine, scorer, *, use_tqdm=False) -> None:
+        self.config, self.engine, self.scorer, self.use_tqdm = config, engine, scorer, use_tqdm
+        self._strategies: dict[int, tuple[list[SamplingStrategy], list[Strategy]]] = {}
+
+    def solve(self, seed: int, probs: list[Problem], missing: list[tuple]) -> list[dict]:
+        if seed not in self._strategies:
+            c = self.config
+            sampling = SamplingParams(temperature=c.temperature, top_p=c.top_p, max_tokens=c.max_tokens)
+            strategies = [make_strategy(spec, self.engine, self.scorer, sampling=sampling, seed=seed, policy=c.policy) for spec in c.strategies]
+            for s in strategies:
+                s.use_tqdm = self.use_tqdm
+            shared = [s for s in strategies if is_resampling(type(s))]
+            self._strategies[seed] = (shared, [s for s in strategies if s not in shared])
+        shared, others = self._strategies[seed]
+        return _solve_chunk(missing, probs=probs, shared=shared, others=others, ns=self.config.n, seed=seed, scorer=self.scorer)
+
+
+def _problem_bar(config: EvalConfig, problems: list[Problem], done: set):
+    """(bar, on_append): a bar of finished problems (every strategy's row stored, per seed) and the `run_pieces`
+    callback that advances it as rows are appended."""
+    from tqdm.auto import tqdm
+
+    finished = sum(all((p.id, s, seed) in done for s in config.strategies) for seed in config.seeds for p in problems)
+    bar = tqdm(total=len(problems) * len(config.seeds), initial=finished, desc=f"eval {config.task}", unit="problem", dynamic_ncols=True)
+
+    def on_append(piece, rows: list[dict]) -> None:
+        # A problem with a new row was unfinished before; those that now have every strategy's row are finished.
+        bar.update(len({(r["problem_id"], r["seed"]) for r in rows if all((r["problem_id"], s, r["seed"]) in done for s in config.strategies)}))
+
+    return bar, on_append
+
+
 def run_rows(config: EvalConfig, chunks: list[list[Problem]], results: ResultsFile, *, engine, scorer, progress: bool = True) -> None:
     """Generate and append every row of `config` that `results` lacks, chunk by chunk (see the module docstring).
     With `progress`, a bar counts finished problems and, within a chunk, a transient bar counts the sequences
     (or a search's problems) done."""
-    sampling = SamplingParams(temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_tokens)
     done = {_row_key(r) for r in results.load()}
-    problems = [p for c in chunks for p in c]
-    bar = None
-    if progress:
+    bar, on_append = _problem_bar(config, [p for c in chunks for p in c], done) if progress else (None, None)
+    use_tqdm = False
+    if progress:  # progress within a chunk: a bar the engine (or search) fills, gone when done
         from tqdm.auto import tqdm
 
-        finished = sum(all((p.id, s, seed) in done for s in config.strategies) for seed in config.seeds for p in problems)
-        bar = tqdm(total=len(problems) * len(config.seeds), initial=finished, desc=f"eval {config.task}", unit="problem", dynamic_ncols=True)
-
-    def pieces():
-        for seed in config.seeds:
-            strategies = [
-                make_strategy(spec, engine, scorer, sampling=sampling, seed=seed, policy=config.policy)
-                for spec in config.strategies
-            ]
-            if bar is not None:  # progress within a chunk: a bar the engine (or search) fills, gone when done
-                for s in strategies:
-                    s.use_tqdm = functools.partial(tqdm, leave=False)
-            shared = [s for s in strategies if is_resampling(type(s))]
-            others = [s for s in strategies if s not in shared]
-            for probs in chunks:
-                keys = [(p.id, s, seed) for p in probs for s in config.strategies]
-                yield Piece(keys, functools.partial(_solve_chunk, probs=probs, shared=shared, others=others, ns=config.n, seed=seed, scorer=scorer))
-
-    def count_finished(piece: Piece, rows: list[dict]) -> None:
-        # A problem with a new row was unfinished before; those that now have every strategy's row are finished.
-        bar.update(len({(r["problem_id"], r["seed"]) for r in rows if all((r["problem_id"], s, r["seed"]) in done for s in config.strategies)}))
-
+        use_tqdm = functools.partial(tqdm, leave=False)
+    solver = ChunkSolver(config, engine, scorer, use_tqdm=use_tqdm)
+    pieces = (Piece(chunk_keys(config, probs, seed), functools.partial(solver.solve, seed, probs)) for seed in config.seeds for probs in chunks)
     try:
-        run_pieces(pieces(), results, done=done, key=_row_key, on_append=count_finished if bar is not None else None)
+        run_pieces(pieces, results, done=done, key=_row_key, on_append=on_append)
     finally:
         if bar is not None:
             bar.close()
+
+
+def run_rows_on_ray(config: EvalConfig, chunks: list[list[Problem]], results: ResultsFile, ray: RayRun, *, progress: bool = True) -> None:
+    """`run_rows` with the chunks spread over Ray shards (`_ray.run_on_ray`): shard I of K solves the chunks
+    `--shard I/K` would, each on its own node's engine; this process appends their rows as they arrive.
+    `run.json` is checked (and completed) against the backend the shards report before their first row is written."""
+    done = {_row_key(r) for r in results.load()}
+    pieces = [RemotePiece(chunk_keys(config, probs, seed), chunk=c, task=(seed, probs)) for seed in config.seeds for c, probs in enumerate(chunks)]
+    bar, on_append = _problem_bar(config, [p for c in chunks for p in c], done) if progress else (None, None)
+
+    def on_backend(backend: dict | None) -> None:
+        config.backend = backend
+        _check_or_write_meta(Path(config.out), config)
+
+    try:
+        run_on_ray(pieces, functools.partial(_eval_worker, config, ray.build), ray, num_chunks=len(chunks), results=results, done=done, key=_row_key, on_backend=on_backend, on_append=on_append)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _eval_worker(config: EvalConfig, build) -> ShardWorker:
+    """Runs on a shard's node: its engine and scorer (`build()`), solving chunks given as (seed, problems)."""
+    engine, scorer, backend = build()
+    solver = ChunkSolver(config, engine, scorer)
+    return ShardWorker(run=lambda task, missing: solver.solve(*task, missing), backend=backend)
 
 
 def write_summary(config: EvalConfig, problem_ids: Sequence[str], rows: list[dict], *, log=print) -> EvalReport:
@@ -331,6 +381,10 @@ def write_summary(config: EvalConfig, problem_ids: Sequence[str], rows: list[dic
     out = Path(config.out)
     ids = set(problem_ids)
     rows, num_copies = drop_duplicates([r for r in rows if r["problem_id"] in ids and r["strategy"] in config.strategies and r["seed"] in config.seeds])
+    # In the unsharded order (seed, problem, strategy), whatever the file's: a Ray run appends chunks as they finish,
+    # and float sums in the summary depend on the order they add up in.
+    rank = {pid: i for i, pid in enumerate(problem_ids)}
+    rows.sort(key=lambda r: (config.seeds.index(r["seed"]), rank[r["problem_id"]], config.strategies.index(r["strategy"])))
     if num_copies:
         log(f"note: {out / 'results.jsonl'} holds {num_copies} extra copies of rows (same problem, strategy and seed, written by two evals at once); each row counts once")
     summary = summarize(rows, config.strategies)
@@ -365,9 +419,12 @@ def run_eval(
     problems: Sequence[Problem] | None = None,
     progress: bool = True,
     log=print,
+    ray: RayRun | None = None,
 ) -> EvalReport:
     """Run (or resume) an evaluation; print and return its summary, and write results, tables and plots
-    under `config.out` (`run_rows`, then `write_summary`)."""
+    under `config.out` (`run_rows`, then `write_summary`). With `ray`, the chunks run on a Ray cluster's shards,
+    each building its engine and scorer with `ray.build` on its node (`run_rows_on_ray`); `engine` and `scorer`
+    are then not given."""
     out = Path(config.out)
     if problems is None:
         problems = load_task(config.task, split=config.split, data=config.data, limit=config.limit, offset=config.offset, levels=config.levels, **config.task_options)
@@ -377,16 +434,20 @@ def run_eval(
     missing_gold = [p.id for p in problems if p.answer is None]
     if missing_gold:
         raise DataError(f"eval needs gold answers, but problem {missing_gold[0]!r} has none ({len(missing_gold)} in all).")
-    _check_or_write_meta(out, config)
+    _check_or_write_meta(out, config)  # with `ray`, the backend is checked once a shard reports it
     results = ResultsFile(out / "results.jsonl")
+    chunk = config.chunk_size()
+    chunks = [problems[i : i + chunk] for i in range(0, len(problems), chunk)]
+    if ray is not None:
+        check(engine is None and scorer is None and config.shard is None, "a Ray run builds its engine and scorer on each shard and splits the run itself; pass no engine, scorer or shard.", parameter="ray")
+        run_rows_on_ray(config, chunks, results, ray, progress=progress)
+        return write_summary(config, [p.id for p in problems], results.load(), log=log)
     if engine is None:
         from ..engines import TransformersEngine
 
         engine = TransformersEngine(config.model)
     if scorer is None and any(get_strategy(s).needs_scorer for s in config.strategies):
         scorer = load_scorer(config.scorer, engine=engine)
-    chunk = config.chunk_size()
-    chunks = [problems[i : i + chunk] for i in range(0, len(problems), chunk)]
     if config.shard is not None:  # whole chunks, so the shard's batches are exactly the unsharded run's
         chunks = take_shard(chunks, config, out)
     run_rows(config, chunks, results, engine=engine, scorer=scorer, progress=progress)

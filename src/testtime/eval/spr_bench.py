@@ -41,7 +41,9 @@ from ..strategies.speculative_rejection import (
 from ..tasks import TASKS, Problem, load_task
 from ._identity import differing_setting
 from ._loop import Piece, run_pieces
+from ._ray import RayRun, RemotePiece, ShardWorker, run_on_ray
 from ._results import ResultsFile
+from ._shard import read_json
 
 MEMORY_OF_BON = "bon"
 """`kv_budget="bon"`: the paper's memory-triggered SpR, per prompt the KV memory of a BoN-`batch_n` batch."""
@@ -286,10 +288,14 @@ def _cand(c, gold: str | None) -> dict:
     }
 
 
-def _check_meta(out: Path, config: SprBenchConfig, scorer) -> None:
+def _check_meta(out: Path, config: SprBenchConfig, scorer_class: str | None) -> None:
+    """Refuse a run.json of other best-of-N settings, or write one. `scorer_class` None (a Ray run, before a shard
+    has made its scorer) checks the flags only and writes nothing."""
     path = out / "run.json"
     # The scorer's class too: "default" resolves to whatever scorer the engine has at the time.
-    new = {**json.loads(json.dumps(config.identity())), "scorer_class": type(scorer).__name__}
+    new = json.loads(json.dumps(config.identity())) | ({"scorer_class": scorer_class} if scorer_class is not None else {})
+    if scorer_class is None and not path.exists():
+        return
     if path.exists():
         try:
             old = json.loads(path.read_text()).get("identity", {})
@@ -313,36 +319,53 @@ def run_spr_bench(
     progress: bool = True,
     max_minutes: float | None = None,
     log: Callable[[str], None] = print,
+    ray: RayRun | None = None,
 ) -> SprBenchReport:
-    """Run (or resume) the benchmark, then analyze whatever is done; writes results, summary and plot."""
+    """Run (or resume) the benchmark, then analyze whatever is done; writes results, summary and plot. With `ray`,
+    the chunks run on a Ray cluster's shards, each making its engine and scorer with `ray.build` on its node
+    (`_ray.run_on_ray`); `engine`, `scorer` and `max_minutes` are then not given."""
     out = Path(config.out)
     if problems is None:
         problems = load_task(config.task, split=config.split, data=config.data, limit=config.limit, offset=config.offset, levels=config.levels)
     problems = list(problems)
     if not problems:
         raise DataError(f"task {config.task!r} gave no problems.")
-    if engine is None:
-        from ..engines import TransformersEngine
+    if ray is not None:
+        check(engine is None and scorer is None, "a Ray run makes its engine and scorer on each shard; pass neither.", parameter="ray")
+        check(max_minutes is None, "--max-minutes stops a run between chunks here, not on Ray: every chunk is sent at once; drop it (interrupt and rerun to resume).", parameter="max_minutes", value=max_minutes)
+        _check_meta(out, config, None)  # other settings fail now, not after the first chunk
+    else:
+        if engine is None:
+            from ..engines import TransformersEngine
 
-        engine = TransformersEngine(config.model)
-    if scorer is None:
-        scorer = bench_scorer(config.scorer, engine, config.task)
-    _check_meta(out, config, scorer)
+            engine = TransformersEngine(config.model)
+        if scorer is None:
+            scorer = bench_scorer(config.scorer, engine, config.task)
+        _check_meta(out, config, type(scorer).__name__)
     results = ResultsFile(out / "results.jsonl")
     done = {_row_key(r) for r in results.load()}
     methods = ["bon"] + [config.spr_method(a) for a in config.alphas]
     num_todo = sum((m, p.id) not in done for m in methods for p in problems)
-    sampling = SamplingParams(temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_tokens)
     chunks = [problems[i : i + config.chunk] for i in range(0, len(problems), config.chunk)]
-    # One piece per chunk and method; a piece runs only its missing problems (the eval reruns whole chunks).
-    pieces = (Piece([(m, p.id) for p in probs], functools.partial(_run_missing, m, config, probs, engine, scorer, sampling)) for probs in chunks for m in methods)
     bar = None
     if progress and num_todo:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(methods) * len(problems), initial=len(methods) * len(problems) - num_todo, desc="bench spr", unit="run", dynamic_ncols=True)
+    on_append = (lambda piece, rows: bar.update(len(rows))) if bar is not None else None
+    finished = True
     try:
-        finished = run_pieces(pieces, results, done=done, key=_row_key, on_append=(lambda piece, rows: bar.update(len(rows))) if bar is not None else None, max_minutes=max_minutes)
+        # One piece per chunk and method; a piece runs only its missing problems (the eval reruns whole chunks).
+        if ray is not None:
+            pieces = [RemotePiece([(m, p.id) for p in probs], chunk=c, task=(m, probs)) for c, probs in enumerate(chunks) for m in methods]
+            check_meta = lambda backend: _check_meta(out, config, backend["scorer_class"])
+            run_on_ray(pieces, functools.partial(_spr_worker, config, ray.build), ray, num_chunks=len(chunks), results=results, done=done, key=_row_key, on_backend=check_meta, on_append=on_append)
+            scorer_class = read_json(out / "run.json")["identity"]["scorer_class"]
+        else:
+            sampling = _sampling(config)
+            pieces = (Piece([(m, p.id) for p in probs], functools.partial(_run_missing, m, config, probs, engine, scorer, sampling)) for probs in chunks for m in methods)
+            finished = run_pieces(pieces, results, done=done, key=_row_key, on_append=on_append, max_minutes=max_minutes)
+            scorer_class = type(scorer).__name__
     finally:
         if bar is not None:
             bar.close()
@@ -358,7 +381,7 @@ def run_spr_bench(
     else:
         log("LLM-judge win rate: skipped (no judge endpoint configured; pass --judge-url and --judge-model)")
     report.judge = judge_result
-    title = f"{config.task} ({report.num_problems} problems) - model {config.model}, scorer {config.scorer} ({type(scorer).__name__})"
+    title = f"{config.task} ({report.num_problems} problems) - model {config.model}, scorer {config.scorer} ({scorer_class})"
     report.paths = plot_spr(report.rows, out, title=title, baseline_n=config.baseline_n)
     text = f"# Speculative Rejection vs best-of-N: {title}\n\n```\n{report.table}\n```\n"
     if judge_result is not None:
@@ -372,6 +395,18 @@ def run_spr_bench(
 
 def _row_key(row: dict) -> tuple[str, str]:
     return (row["method"], row["problem_id"])
+
+
+def _sampling(config: SprBenchConfig) -> SamplingParams:
+    return SamplingParams(temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_tokens)
+
+
+def _spr_worker(config: SprBenchConfig, build) -> ShardWorker:
+    """Runs on a Ray shard's node: its engine and scorer (`build()`), running pieces given as (method, problems).
+    Its backend is the scorer's class, which run.json records ("default" resolves per engine)."""
+    engine, scorer, _ = build()
+    sampling = _sampling(config)
+    return ShardWorker(run=lambda task, missing: _run_missing(task[0], config, task[1], engine, scorer, sampling, missing), backend={"scorer_class": type(scorer).__name__})
 
 
 def _run_missing(method: str, config: SprBenchConfig, problems: list[Problem], engine, scorer, sampling, missing: list[tuple]) -> list[dict]:
