@@ -45,7 +45,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--n-train", type=int, default=8, help="best-of-N samples per train problem (default: %(default)s)")
     p.add_argument("--per-problem", type=int, default=4, help="at most this many correct traces per problem (default: %(default)s)")
     p.add_argument("--test-problems", type=int, default=200, help="test-split problems evaluated (default: %(default)s)")
-    p.add_argument("--n-new", type=int, default=16, help="the fine-tuned model's majority / weighted budget (default: %(default)s)")
+    p.add_argument("--n-new", type=int, default=16, help="the fine-tuned model's majority / weighted budget; 0 skips them (default: %(default)s)")
     p.add_argument("--max-steps", type=int, default=-1, help="finetune optimizer steps; -1 is --epochs (default: %(default)s)")
     p.add_argument("--epochs", type=float, default=1.0, help="finetune passes over the data (default: %(default)s)")
     p.add_argument("--lr", type=float, default=1e-5, help="finetune learning rate (default: %(default)s)")
@@ -120,7 +120,9 @@ def main() -> int:
     head = PRMHead.load(find_head(base.model))
     head.meta.pop("model", None)  # the base head on the new model's states is what is measured: skip its fingerprint check
     new_scorer = PRMHeadScorer(new, head=head)
-    new_test = stages.run(f"eval new greedy, majority/weighted@{args.n_new}", lambda: evaluate(args, split="test", limit=args.test_problems, strategies=["greedy", "majority", "weighted"], n=[args.n_new], model=str(model_dir), scorer_name="base head (smollm2-135m-instruct-arith)", out=out / "test_new", engine=new, scorer=new_scorer))
+    searched = ["majority", "weighted"] if args.n_new else []  # --n-new 0: the fine-tuned model greedy only
+    label = f"eval new greedy, majority/weighted@{args.n_new}" if args.n_new else "eval new greedy"
+    new_test = stages.run(label, lambda: evaluate(args, split="test", limit=args.test_problems, strategies=["greedy", *searched], n=[args.n_new or 1], model=str(model_dir), scorer_name="base head (smollm2-135m-instruct-arith)", out=out / "test_new", engine=new, scorer=new_scorer))
 
     base_ok = correct_by_problem(base_test.rows, "weighted", 4)
     new_ok = correct_by_problem(new_test.rows, "greedy", 1)
@@ -134,12 +136,12 @@ def main() -> int:
         "base weighted@4": accuracy_line("base weighted@4", {p: base_ok[p] for p in paired}),
         "new greedy": accuracy_line("fine-tuned greedy", {p: new_ok[p] for p in paired}),
     }
-    for s in ("majority", "weighted"):
+    for s in searched:
         summary[f"new {s}@{args.n_new}"] = accuracy_line(f"fine-tuned {s}@{args.n_new}", correct_by_problem(new_test.rows, s, args.n_new))
     p = mcnemar_p(only_base, only_new)
     print(f"  paired: base right only {only_base}, fine-tuned right only {only_new}; exact McNemar p = {p:.3f}")
-    auc_base, auc_new = head_auc(base_test.rows, "weighted"), head_auc(new_test.rows, "weighted")
-    fmt = lambda a: "n/a (one class)" if a is None else f"{a:.3f}"
+    auc_base, auc_new = head_auc(base_test.rows, "weighted"), head_auc(new_test.rows, "weighted") if searched else None
+    fmt = lambda a: "n/a (one class, or not run)" if a is None else f"{a:.3f}"
     print(f"  PRM head AUC (final score vs correct): base model's candidates {fmt(auc_base)}, fine-tuned model's {fmt(auc_new)}")
     summary.update({"mcnemar": {"only_base": only_base, "only_new": only_new, "p": p}, "head_auc": {"base": auc_base, "new": auc_new}, "stage_seconds": stages.seconds})
     print("\nstages: " + ", ".join(f"{k} {v:.1f} s" for k, v in stages.seconds.items()) + f"; total {sum(stages.seconds.values()):.1f} s")
