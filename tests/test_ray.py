@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from _rows import without_wall_time
 
 import testtime
@@ -229,7 +230,14 @@ def test_cli_eval_on_ray_equals_the_unsharded_cli_run(cluster, tmp_path, capsys)
         task = ["eval", "--task", "jsonl", "--data", str(data), "--batch-problems", "2", "--strategy", "majority,weighted", "--n", "1,2"]
         return [*task, "--model", str(model), "--device", "cpu", "--max-tokens", "8", "--scorer", "confidence:mean", "--no-progress", "--out", str(out)]
 
-    assert main(flags(model, tmp_path / "local")) == 0
+    # Bitwise-equal rows need equal numerics: a Ray actor with 1 CPU runs torch on 1 thread, and CPU GEMMs sum
+    # in a thread-count-dependent order (with 2 threads here a sampled token flipped in CI).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(flags(model, tmp_path / "local")) == 0
+    finally:
+        torch.set_num_threads(threads)
     assert main([*flags(model, tmp_path / "ray"), "--ray", "--ray-shards", "2"]) == 0
     key = lambda r: (r["problem_id"], r["strategy"])
     local = sorted((without_wall_time(r) for r in ResultsFile(tmp_path / "local" / "results.jsonl").load()), key=key)
