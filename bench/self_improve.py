@@ -121,8 +121,9 @@ def main() -> int:
     head.meta.pop("model", None)  # the base head on the new model's states is what is measured: skip its fingerprint check
     new_scorer = PRMHeadScorer(new, head=head)
     searched = ["majority", "weighted"] if args.n_new else []  # --n-new 0: the fine-tuned model greedy only
-    label = f"eval new greedy, majority/weighted@{args.n_new}" if args.n_new else "eval new greedy"
-    new_test = stages.run(label, lambda: evaluate(args, split="test", limit=args.test_problems, strategies=["greedy", *searched], n=[args.n_new or 1], model=str(model_dir), scorer_name="base head (smollm2-135m-instruct-arith)", out=out / "test_new", engine=new, scorer=new_scorer))
+    # Greedy and the searches in their own run directories, so a rerun with another --n-new resumes the rest.
+    new_test = stages.run("eval new greedy", lambda: evaluate(args, split="test", limit=args.test_problems, strategies=["greedy"], n=[1], model=str(model_dir), scorer_name="base head (smollm2-135m-instruct-arith)", out=out / "test_new", engine=new, scorer=new_scorer))
+    new_search = stages.run(f"eval new majority/weighted@{args.n_new}", lambda: evaluate(args, split="test", limit=args.test_problems, strategies=searched, n=[args.n_new], model=str(model_dir), scorer_name="base head (smollm2-135m-instruct-arith)", out=out / f"test_new_at{args.n_new}", engine=new, scorer=new_scorer)) if searched else None
 
     base_ok = correct_by_problem(base_test.rows, "weighted", 4)
     new_ok = correct_by_problem(new_test.rows, "greedy", 1)
@@ -137,10 +138,10 @@ def main() -> int:
         "new greedy": accuracy_line("fine-tuned greedy", {p: new_ok[p] for p in paired}),
     }
     for s in searched:
-        summary[f"new {s}@{args.n_new}"] = accuracy_line(f"fine-tuned {s}@{args.n_new}", correct_by_problem(new_test.rows, s, args.n_new))
+        summary[f"new {s}@{args.n_new}"] = accuracy_line(f"fine-tuned {s}@{args.n_new}", correct_by_problem(new_search.rows, s, args.n_new))
     p = mcnemar_p(only_base, only_new)
     print(f"  paired: base right only {only_base}, fine-tuned right only {only_new}; exact McNemar p = {p:.3f}")
-    auc_base, auc_new = head_auc(base_test.rows, "weighted"), head_auc(new_test.rows, "weighted") if searched else None
+    auc_base, auc_new = head_auc(base_test.rows, "weighted"), head_auc(new_search.rows, "weighted") if searched else None
     fmt = lambda a: "n/a (one class, or not run)" if a is None else f"{a:.3f}"
     print(f"  PRM head AUC (final score vs correct): base model's candidates {fmt(auc_base)}, fine-tuned model's {fmt(auc_new)}")
     summary.update({"mcnemar": {"only_base": only_base, "only_new": only_new, "p": p}, "head_auc": {"base": auc_base, "new": auc_new}, "stage_seconds": stages.seconds})
