@@ -526,3 +526,87 @@ def test_uninitialised_cache_slots_are_never_read(engine, monkeypatch):
         ref = engine.generate(Request(messages=m), p)[0].completions[0].token_ids
         got_ids = batch.completion(row).token_ids
         assert got_ids == ref[: len(got_ids)]
+
+
+@pytest.mark.parametrize("slack", [0, 10**9], ids=["a-piece-per-row", "one-piece"])
+def test_shared_prefix_attention_matches_each_row_reading_its_own_copy(engine, monkeypatch, slack):
+    """Rows forked from one prefilled row read their shared columns once per group (cascade attention); the
+    logits equal every row attending over its own copy, through forks, a subset step where a group has one
+    active row, a second fork of a member (a newer, longer group) and rows in no group. With one window over
+    all rows ("one-piece"), a grouped row's own part would count the span twice if it were not masked."""
+    from testtime.engines import _kv_cache, _llama
+    from testtime.engines._sessions import NativeSession
+
+    if engine.runner is None:
+        pytest.skip("native runner only")
+    monkeypatch.setattr(_llama, "WINDOW_SLACK", slack)
+    monkeypatch.setattr(_kv_cache, "MIN_SHARED_COLUMNS", 4)
+    long = [{"role": "user", "content": "Tom has 5 apples and buys 7 more. " * 6}]
+    prompts = [engine.encode(Request(messages=m))[:-1] for m in [MSGS[1], long, MSGS[0]]]
+    dev = engine.device
+    spans_seen, calls = [], {"span": 0}
+    real = _llama.LlamaRunner._shared_groups
+
+    def counting(cache, active):
+        groups = real(cache, active)
+        calls["span"] += len(groups)
+        return groups
+
+    monkeypatch.setattr(_llama.LlamaRunner, "_shared_groups", staticmethod(counting))
+
+    def run(cascade: bool) -> list[torch.Tensor]:
+        monkeypatch.setattr(engine.runner, "cascade", cascade)
+        s = NativeSession(engine.runner)
+        s.add_rows(prompts)
+        s.reorder(torch.tensor([0, 0, 0, 1, 1, 2], device=dev))  # groups {0,1,2} and {3,4}; row 5 alone
+        pos = torch.tensor([len(prompts[i]) for i in (0, 0, 0, 1, 1, 2)], device=dev)
+        every = torch.ones(6, dtype=torch.bool, device=dev)
+        outs = []
+        for t in range(3):
+            outs.append(s.decode(torch.tensor([5, 6, 7, 8, 9, 10], device=dev) + t, pos + t, every)[0])
+        # a subset step: group {3, 4} has one active row, group {0, 1, 2} two
+        rows = torch.tensor([0, 2, 3, 5], device=dev)
+        outs.append(s.decode(torch.tensor([11, 12, 13, 14, 15, 16], device=dev), pos + 3, torch.tensor([1, 0, 1, 1, 0, 1], dtype=torch.bool, device=dev), (), rows)[0])
+        spans_seen.append(dict(s.cache.spans))
+        s.reorder(torch.tensor([0, 1, 1, 2, 3, 4, 5], device=dev))  # row 1 forked again: a newer group
+        pos = torch.cat([pos[:1], pos[1:2], pos[1:]]) + 4
+        for t in range(2):
+            outs.append(s.decode(torch.tensor([20, 21, 22, 23, 24, 25, 26], device=dev) + t, pos + t, torch.ones(7, dtype=torch.bool, device=dev))[0])
+        spans_seen.append(dict(s.cache.spans))
+        return outs
+
+    want = run(cascade=False)
+    assert calls["span"] == 0
+    got = run(cascade=True)
+    assert calls["span"] > 0, "the cascade path never ran"
+    assert [len(s) for s in spans_seen] == [2, 3, 2, 3]  # per run: two groups, then the second fork starts a third
+    for w, g in zip(want, got):
+        assert torch.allclose(g, w, rtol=1e-4, atol=1e-4)
+
+
+def test_forks_start_share_groups_over_the_written_columns():
+    """`reorder` groups the copies of a row taken more than once, over [its first valid column, col); rows
+    taken once keep their group; shifts move spans; compaction ends them; short histories start none."""
+    from testtime.engines._kv_cache import MIN_SHARED_COLUMNS, KVCache
+
+    c = KVCache(num_layers=1, num_kv_heads=1, head_dim=2, num_rows=0, capacity=0, dtype=torch.float32, device=torch.device("cpu"))
+    P = MIN_SHARED_COLUMNS + 3
+    k = torch.randn(1, 2, 1, P, 2)
+    valid = torch.ones(2, P, dtype=torch.bool)
+    valid[1, :3] = False  # row 1 is left-padded by 3
+    c.append_rows(k, k, valid)
+    assert c.share == [-1, -1] and c.spans == {}
+    c.reorder(torch.tensor([1, 0, 1, 1]))
+    assert c.share[0] == c.share[2] == c.share[3] != -1 and c.share[1] == -1
+    assert c.spans == {c.share[0]: (3, P)}
+    c.reorder(torch.tensor([2, 0, 1]))  # permute and drop: no copies, groups carried
+    g = c.share[0]
+    assert c.share == [g, g, -1]
+    c.append_rows(torch.randn(1, 1, 1, P + 5, 2), torch.randn(1, 1, 1, P + 5, 2), torch.ones(1, P + 5, dtype=torch.bool))
+    assert c.spans == {g: (8, P + 5)} and c.share == [g, g, -1, -1]  # shifted right by 5
+    c.compact()
+    assert c.share == [-1] * 4 and c.spans == {}
+    short = KVCache(num_layers=1, num_kv_heads=1, head_dim=2, num_rows=0, capacity=0, dtype=torch.float32, device=torch.device("cpu"))
+    short.append_rows(k[..., : MIN_SHARED_COLUMNS - 1, :], k[..., : MIN_SHARED_COLUMNS - 1, :], valid[:, : MIN_SHARED_COLUMNS - 1])
+    short.reorder(torch.tensor([0, 0]))
+    assert short.share == [-1, -1]

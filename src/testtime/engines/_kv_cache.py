@@ -14,13 +14,24 @@ left of `col` have been written (prefill, a decode step, or an explicit zero for
 Row surgery (drop, duplicate, permute) is one `reorder(rows)`, applied to every layer at once; it copies only
 the slots whose content changes (at 64 rows x 500 tokens the embedded model's cache is ~1.5 GB, so a full copy
 per admission would cost several decode steps). Nothing is re-prefilled. `compact()` squeezes out holes.
+
+Shared prefixes: when `reorder` duplicates a row (a request's n samples are one prefilled row forked n ways; a
+search forks a beam), the copies hold identical keys, values and masks in every column written so far. The cache
+records that as a share group with its column span (`share`, `spans`), so decode attention can read the span
+once for all the group's rows (`LlamaRunner.decode`) instead of once per row. A row belongs to at most one group,
+its newest: forking a member again starts a new group whose span is longer. Spans move with shifts; `compact`
+moves rows' columns differently and ends every group.
 """
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["KVCache"]
+__all__ = ["KVCache", "MIN_SHARED_COLUMNS"]
+
+MIN_SHARED_COLUMNS = 32
+"""A fork starts a share group only when its rows share at least this many columns: below that, the extra
+attention call per group costs more than the reads it saves."""
 
 
 class KVCache:
@@ -42,6 +53,9 @@ class KVCache:
         self.num_rows = num_rows
         self.col = 0  # next column to write, shared by all rows
         self.min_rows = 0  # row slots a reallocation keeps at least (`reserve_rows`: a scheduler's batch size)
+        self.share: list[int] = [-1] * num_rows  # per live row: its share group, -1 for none
+        self.spans: dict[int, tuple[int, int]] = {}  # share group -> [lo, hi) columns its rows hold identically
+        self._groups_made = 0
 
     @property
     def capacity(self) -> int:
@@ -80,6 +94,11 @@ class KVCache:
         valid[:B, shift : shift + c] = self.valid[:B, :c]
         self.k, self.v, self.valid = k, v, valid
         self.col += shift
+        self._shift_spans(shift)
+
+    def _shift_spans(self, shift: int) -> None:
+        if shift:
+            self.spans = {g: (lo + shift, hi + shift) for g, (lo, hi) in self.spans.items()}
 
     def ensure_capacity(self, cols: int = 0, rows: int = 0) -> None:
         """Room for `cols` columns and `rows` rows, growing by at least half to amortize the copy; a reallocation
@@ -101,15 +120,52 @@ class KVCache:
             src = rows[moved]
             # The right-hand side is gathered before assignment, so overlapping sources are safe.
             # Columns past `col` hold nothing yet, so they are not copied.
+            # One layer at a time: the gathered temporary stays small enough for the allocator to reuse, where
+            # one over all layers is fresh memory (hundreds of MB) faulted in at every fork.
             c = self.col
-            self.k[:, moved, :, :c] = self.k[:, src, :, :c]
-            self.v[:, moved, :, :c] = self.v[:, src, :, :c]
+            for i in range(self.k.shape[0]):
+                self.k[i, moved, :, :c] = self.k[i, src, :, :c]
+                self.v[i, moved, :, :c] = self.v[i, src, :, :c]
             self.valid[moved, :c] = self.valid[src, :c]
         self.num_rows = n
+        self._regroup(rows.tolist())
+
+    def _regroup(self, rows: list[int]) -> None:
+        """Share groups after `reorder(rows)`: the copies of a row taken more than once form a new group over
+        its columns [first valid, col); every other row keeps its group."""
+        c = self.col
+        counts: dict[int, int] = {}
+        for r in rows:
+            counts[r] = counts.get(r, 0) + 1
+        forked = [r for r, k in counts.items() if k > 1]
+        new_group: dict[int, int] = {}
+        old_share = self.share
+        if forked and c:
+            # The copies already sit in new slots; any one of them has the source's columns.
+            slot = {}
+            for i, r in enumerate(rows):
+                slot.setdefault(r, i)
+            v = self.valid[[slot[r] for r in forked], :c]
+            has = v.any(1).tolist()
+            first = v.int().argmax(1).tolist()
+            for r, h, lo in zip(forked, has, first, strict=True):
+                if h and c - lo >= MIN_SHARED_COLUMNS:
+                    new_group[r] = self._groups_made
+                    self.spans[self._groups_made] = (lo, c)
+                    self._groups_made += 1
+        self.share = [new_group.get(r, old_share[r] if r < len(old_share) else -1) for r in rows]
+        live = set(self.share)
+        self.spans = {g: span for g, span in self.spans.items() if g in live}
 
     def append_rows(self, k: torch.Tensor, v: torch.Tensor, valid: torch.Tensor) -> None:
         """Add rows whose prefilled keys/values (L, B_new, KVH, P, D) end right before column `col`."""
-        L, B_new, KVH, P, D = k.shape
+        self.append_parts([(k, v, valid)])
+
+    def append_parts(self, parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> None:
+        """Add the rows of several prefill chunks (each (k, v, valid) as in `append_rows`, their own widths), in
+        order, with at most one shift of the history for all of them."""
+        P = max(k.shape[3] for k, _, _ in parts)
+        B_new = sum(k.shape[1] for k, _, _ in parts)
         if P > self.col:  # a prompt longer than the history so far: make room on the left
             shift = P - self.col
             if self.num_rows == 0:  # nothing to move
@@ -117,25 +173,40 @@ class KVCache:
                 self.ensure_capacity(cols=P + 1)
                 self.col = P
             elif self.col + shift < self.capacity:  # move the history right inside the buffers: no reallocation
-                B, c = self.num_rows, self.col
-                self.k[:, :B, :, shift : shift + c] = self.k[:, :B, :, :c].clone()
-                self.v[:, :B, :, shift : shift + c] = self.v[:, :B, :, :c].clone()
-                self.valid[:B, shift : shift + c] = self.valid[:B, :c].clone()
-                self.valid[:B, :shift] = False
-                self.col += shift
+                self._shift_in_place(shift)
             else:  # grow by half as well: the next longer prompt or the decode steps to come then fit in place
                 self._resize(self.row_capacity, max(self.col + shift + 1, self.capacity + self.capacity // 2), shift=shift)
         self.ensure_capacity(cols=self.col + 1, rows=self.num_rows + B_new)
-        rows = slice(self.num_rows, self.num_rows + B_new)
-        # Columns from `col` on are written by the decode steps to come; only the history left of it is zeroed.
-        self.k[:, rows, :, : self.col] = 0
-        self.v[:, rows, :, : self.col] = 0
-        self.valid[rows] = False
-        if P:
-            self.k[:, rows, :, self.col - P : self.col] = k
-            self.v[:, rows, :, self.col - P : self.col] = v
-            self.valid[rows, self.col - P : self.col] = valid
+        start = self.num_rows
+        for k, v, valid in parts:
+            n, w = k.shape[1], k.shape[3]
+            rows = slice(start, start + n)
+            # Columns from `col` on are written by the decode steps to come; only the history left of the
+            # prompt is zeroed.
+            self.k[:, rows, :, : self.col - w] = 0
+            self.v[:, rows, :, : self.col - w] = 0
+            self.valid[rows] = False
+            if w:
+                self.k[:, rows, :, self.col - w : self.col] = k
+                self.v[:, rows, :, self.col - w : self.col] = v
+                self.valid[rows, self.col - w : self.col] = valid
+            start += n
         self.num_rows += B_new
+        self.share = self.share[: self.num_rows - B_new] + [-1] * B_new
+
+    def _shift_in_place(self, shift: int) -> None:
+        """Move every live row's columns [0, col) right by `shift`, through one layer-sized temporary reused
+        for every layer (a temporary of the whole history is fresh memory: ~1 s per GB to fault in here)."""
+        B, c = self.num_rows, self.col
+        tmp = self.k.new_empty(self.k[0, :B, :, :c].shape)
+        for buf in (self.k, self.v):
+            for i in range(buf.shape[0]):
+                tmp.copy_(buf[i, :B, :, :c])
+                buf[i, :B, :, shift : shift + c] = tmp
+        self.valid[:B, shift : shift + c] = self.valid[:B, :c].clone()
+        self.valid[:B, :shift] = False
+        self.col += shift
+        self._shift_spans(shift)
 
     def zero_column(self, layer: int) -> None:
         """Zero column `col` of layer `layer` for every live row: a decode step that advances only some rows
@@ -159,6 +230,7 @@ class KVCache:
         B = self.num_rows
         if B == 0:
             self.col = 0
+            self.share, self.spans = [], {}
             return
         valid = self.valid[:B, : self.col]
         width = int(valid.sum(1).max())
@@ -174,6 +246,7 @@ class KVCache:
         self.valid[:B] = False
         self.valid[:B, :width] = new_valid
         self.col = width
+        self.share, self.spans = [-1] * B, {}  # rows moved by different amounts: nothing lines up any more
 
 
 def _uninitialised(like: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:

@@ -75,6 +75,9 @@ class LlamaRunner:
         ]
         self.dtype = self.embed.dtype
         self.device = self.embed.device
+        # Shared-prefix (cascade) decode attention needs the log-sum-exp of each part; the CPU kernel returns
+        # it. Elsewhere each row reads its own copy, as before.
+        self.cascade = self.device.type == "cpu"
 
     def new_cache(self, num_rows: int, capacity: int) -> KVCache:
         return KVCache(
@@ -183,12 +186,32 @@ class LlamaRunner:
         B = cache.num_rows
         col = cache.col
         sub = rows is not None and rows.shape[0] < B
+        active = rows.tolist() if sub else list(range(B))
         first = cache.live_valid()[:, : col + 1].int().argmax(dim=1).tolist()  # each row's first valid column
-        runs = _windows(_runs(rows.tolist()) if sub else [(0, B)], first)
+        row_runs = _runs(active) if sub else [(0, B)]
+        runs = _windows(row_runs, first)
+        groups = self._shared_groups(cache, active) if self.cascade else []
+        if groups:  # grouped rows' own attention starts where their shared span ends
+            own_first = list(first)
+            for _, members, _, (_, hi) in groups:
+                for r in members:
+                    own_first[r] = hi
+            own_runs = _windows(row_runs, own_first)
+            if len(own_runs) <= MAX_ATTENTION_RUNS:
+                runs = own_runs
+            else:
+                groups = []
         split = len(runs) <= MAX_ATTENTION_RUNS or len(runs) == 1
         x = self.embed[tokens[rows] if sub else tokens][:, None]  # (Ba, 1, C)
         cos, sin = self._rope_tables((positions[rows] if sub else positions)[:, None])
         valid = cache.live_valid()[:, None, None, : col + 1]  # (B, 1, 1, Tk)
+        if groups:
+            # The CPU kernel that returns log-sum-exp takes an additive mask only. A row's own part masks its
+            # group's span (a window that starts further left for a neighbour must not count the span twice).
+            span_mask = torch.zeros(valid.shape, dtype=self.dtype, device=self.device).masked_fill_(~valid, float("-inf"))
+            own_mask = span_mask.clone()
+            for _, members, _, (_, hi) in groups:
+                own_mask[members, ..., :hi] = float("-inf")
         captured = {0: x[:, 0]} if 0 in capture else {}
         for i, layer in enumerate(self.layers):
             q, k, v = self._qkv(layer, self._rms(x, layer.norm_attn), cos, sin)
@@ -203,7 +226,9 @@ class LlamaRunner:
             # One query token: fold the query heads of each KV group into the query-length axis, so grouped
             # attention needs no repeat of K/V: q (Ba, KVH, G, D) against K (Ba, KVH, Tk, D).
             qg = q.reshape(q.shape[0], self.num_kv_heads, self.group, self.head_dim)
-            if split:
+            if groups:
+                o = self._cascade(qg, K, V, own_mask, span_mask, runs, groups)
+            elif split:
                 outs, at = [], 0
                 for s, e, lo in runs:
                     outs.append(F.scaled_dot_product_attention(qg[at : at + e - s], K[s:e, :, lo:], V[s:e, :, lo:], attn_mask=valid[s:e, ..., lo:]))
@@ -221,6 +246,49 @@ class LlamaRunner:
         hidden = self._rms(x[:, 0], self.norm)
         return self.lm_head(hidden).float(), hidden, captured
 
+    @staticmethod
+    def _shared_groups(cache: KVCache, active: list[int]) -> list[tuple[torch.Tensor, list[int], int, tuple[int, int]]]:
+        """Share groups with at least two rows in this step: (their positions among the active rows, their row
+        indices, the row whose copy of the span is read, the span)."""
+        at: dict[int, list[int]] = {}
+        for i, r in enumerate(active):
+            g = cache.share[r]
+            if g >= 0:
+                at.setdefault(g, []).append(i)
+        out = []
+        for g, pos in at.items():
+            if len(pos) > 1:
+                members = [active[i] for i in pos]
+                out.append((torch.tensor(pos, device=cache.k.device), members, members[0], cache.spans[g]))
+        return out
+
+    def _cascade(self, qg, K, V, own_mask, span_mask, runs, groups) -> torch.Tensor:
+        """Decode attention that reads each share group's span once for all its rows (cascade attention, as
+        in Hydragen and FlashInfer): every row attends over its own columns (`runs`, which start after its
+        group's span), each group's stacked queries attend over the span in one row's copy, and the two parts
+        are merged by their log-sum-exps. Exact up to rounding."""
+        Ba, KVH, G, D = qg.shape
+        outs, lses, at = [], [], 0
+        for s, e, lo in runs:
+            o, lse = _attention_lse(qg[at : at + e - s], K[s:e, :, lo:], V[s:e, :, lo:], own_mask[s:e, ..., lo:])
+            outs.append(o)
+            lses.append(lse)
+            at += e - s
+        o_own = outs[0] if len(outs) == 1 else torch.cat(outs)
+        lse_own = lses[0] if len(lses) == 1 else torch.cat(lses)
+        o_span = torch.zeros_like(o_own)
+        lse_span = torch.full_like(lse_own, float("-inf"))  # rows in no group: the merge keeps their own part
+        for pos, members, rep, (lo, hi) in groups:
+            n = len(members)
+            qq = qg[pos].transpose(0, 1).reshape(1, KVH, n * G, D)
+            o, lse = _attention_lse(qq, K[rep : rep + 1, :, lo:hi], V[rep : rep + 1, :, lo:hi], span_mask[rep : rep + 1, ..., lo:hi])
+            o_span[pos] = o.view(KVH, n, G, D).transpose(0, 1)
+            lse_span[pos] = lse.view(KVH, n, G).transpose(0, 1)
+        lse = torch.logaddexp(lse_own, lse_span)
+        w_own = torch.exp(lse_own - lse)[..., None]
+        w_span = torch.exp(lse_span - lse)[..., None]
+        return (o_own.float() * w_own + o_span.float() * w_span).to(qg.dtype)
+
 
 MAX_ATTENTION_RUNS = 16
 """Attention over at most this many contiguous runs of active rows, one call each; more fragmented batches
@@ -230,6 +298,12 @@ make one call over every row (per-call overhead would eat what skipping idle row
 WINDOW_SLACK = 64
 """Rows whose histories start at most this many columns apart share one attention call (reading a few masked
 columns is cheaper than another call per layer)."""
+
+
+def _attention_lse(q, k, v, additive_mask) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention output and its log-sum-exp per query, (B, H, Lq, D) and (B, H, Lq): the same CPU kernel
+    `F.scaled_dot_product_attention` runs, through the entry point that also returns the log-sum-exp."""
+    return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, attn_mask=additive_mask)
 
 
 def _windows(runs: list[tuple[int, int]], first: list[int]) -> list[tuple[int, int, int]]:

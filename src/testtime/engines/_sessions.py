@@ -89,6 +89,7 @@ class NativeSession:
         return self.cache.num_rows
 
     def add_rows(self, prompts: list[list[int]]) -> None:
+        parts = []
         for chunk in _chunks(prompts, _prefill_budget(torch.device(self.runner.device))):
             tokens, positions, valid = _left_pad(chunk, self.runner.device)
             if tokens.shape[1]:
@@ -98,7 +99,9 @@ class NativeSession:
             else:
                 L, KVH, D = len(self.runner.layers), self.runner.num_kv_heads, self.runner.head_dim
                 k = v = torch.zeros(L, len(chunk), KVH, 0, D, dtype=self.runner.dtype, device=self.runner.device)
-            self.cache.append_rows(k, v, valid)
+            parts.append((k, v, valid))
+        if parts:  # appended together: the history moves at most once, for the longest prompt
+            self.cache.append_parts(parts)
 
     def reserve(self, steps: int) -> None:
         self.cache.ensure_capacity(cols=self.cache.col + steps)
