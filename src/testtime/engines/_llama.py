@@ -182,6 +182,10 @@ class LlamaRunner:
         Each run is cut further where its rows' histories start far apart, and each piece attends only from
         its own first valid column: rows of a short prompt, or admitted late into a long-running batch, do
         not read the masked columns left of them (on CPU decode attention is bound by reading K/V).
+
+        Rows that share columns (copies of one forked row: a request's samples, a search's beams; the cache's
+        share groups) read those columns once per group on CPU (`_cascade`): at 8 requests x 4 samples of
+        ~700-token prompts this cut attention from 116 to ~50 ms of a 32-row step (BENCHMARKS.md, issue 17).
         """
         B = cache.num_rows
         col = cache.col
