@@ -25,6 +25,8 @@ moves rows' columns differently and ends every group.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import torch
 
 __all__ = ["KVCache", "MIN_SHARED_COLUMNS"]
@@ -134,10 +136,7 @@ class KVCache:
         """Share groups after `reorder(rows)`: the copies of a row taken more than once form a new group over
         its columns [first valid, col); every other row keeps its group."""
         c = self.col
-        counts: dict[int, int] = {}
-        for r in rows:
-            counts[r] = counts.get(r, 0) + 1
-        forked = [r for r, k in counts.items() if k > 1]
+        forked = [r for r, k in Counter(rows).items() if k > 1]
         new_group: dict[int, int] = {}
         old_share = self.share
         if forked and c:
@@ -153,7 +152,7 @@ class KVCache:
                     new_group[r] = self._groups_made
                     self.spans[self._groups_made] = (lo, c)
                     self._groups_made += 1
-        self.share = [new_group.get(r, old_share[r] if r < len(old_share) else -1) for r in rows]
+        self.share = [new_group.get(r, old_share[r]) for r in rows]
         live = set(self.share)
         self.spans = {g: span for g, span in self.spans.items() if g in live}
 

@@ -185,7 +185,7 @@ class LlamaRunner:
 
         Rows that share columns (copies of one forked row: a request's samples, a search's beams; the cache's
         share groups) read those columns once per group on CPU (`_cascade`): at 8 requests x 4 samples of
-        ~700-token prompts this cut attention from 116 to ~50 ms of a 32-row step (BENCHMARKS.md, issue 17).
+        ~700-token prompts this cut decode attention from ~90 to ~40 ms of a 32-row step (BENCHMARKS.md, issue 17).
         """
         B = cache.num_rows
         col = cache.col
@@ -271,7 +271,7 @@ class LlamaRunner:
         in Hydragen and FlashInfer): every row attends over its own columns (`runs`, which start after its
         group's span), each group's stacked queries attend over the span in one row's copy, and the two parts
         are merged by their log-sum-exps. Exact up to rounding."""
-        Ba, KVH, G, D = qg.shape
+        _, KVH, G, D = qg.shape
         outs, lses, at = [], [], 0
         for s, e, lo in runs:
             o, lse = _attention_lse(qg[at : at + e - s], K[s:e, :, lo:], V[s:e, :, lo:], own_mask[s:e, ..., lo:])
