@@ -8,6 +8,7 @@ stays exact).
 from __future__ import annotations
 
 import os
+from collections import deque
 
 import pytest
 import torch
@@ -177,6 +178,41 @@ def test_many_requests_continuous_batching_matches_one_by_one(tok):
         alone = eng.generate(req, p)[0].completions[0]
         assert out.completions[0].token_ids == alone.token_ids
         assert out.completions[0].num_tokens == p.max_tokens
+
+
+@pytest.mark.parametrize("seeded", [True, False])
+def test_requests_split_across_rows_sample_as_whole_ones(tok, seeded):
+    """A request bigger than the free rows starts in pieces (first sample indices 0, 3, ...); each sample is the
+    one it is when the request runs whole, and an unseeded request's pieces share one engine seed."""
+    model = make_llama(tok)
+    reqs = [Request(messages=m) for m in MSGS[:2]]
+    params = [SamplingParams(n=7, temperature=1.0, max_tokens=4 + 5 * i, ignore_eos=True, seed=(10 + i) if seeded else None) for i in range(2)]
+    whole = TransformersEngine(model, tokenizer=tok, max_batch_size=64, device=DEVICE, seed=3).generate(reqs, params)
+    split = TransformersEngine(model, tokenizer=tok, max_batch_size=4, device=DEVICE, seed=3).generate(reqs, params)
+    for w, s in zip(whole, split):
+        assert [c.index for c in s.completions] == list(range(7))
+        assert [c.token_ids for c in s.completions] == [c.token_ids for c in w.completions]
+    assert len({tuple(c.token_ids) for c in whole[0].completions}) > 1  # the samples differ: indices matter
+
+
+def test_admissions_split_a_request_into_pieces_of_at_least_a_quarter_batch():
+    from testtime.engines.transformers_engine import _admissions
+
+    sizes = [64, 64, 3]
+    queue, admitted = deque([0, 1, 2]), [0, 0, 0]
+    assert _admissions(queue, sizes, admitted, rows=0, max_rows=64) == [(0, 0, 64)]  # an empty batch: whole
+    assert _admissions(queue, sizes, admitted, rows=50, max_rows=64) == []  # 14 free < 16: wait for more
+    assert _admissions(queue, sizes, admitted, rows=40, max_rows=64) == [(1, 0, 24)]  # 24 free: a piece
+    assert list(queue) == [1, 2] and admitted == [64, 24, 0]
+    # The rest of request 1 (40) and then request 2 whole, where they fit.
+    assert _admissions(queue, sizes, admitted, rows=10, max_rows=64) == [(1, 24, 40), (2, 0, 3)]
+    assert not queue
+    # A batch emptied of rows takes a piece of any size; a full one takes nothing.
+    queue, admitted = deque([0]), [0]
+    assert _admissions(queue, [100], admitted, rows=0, max_rows=8) == [(0, 0, 8)]
+    assert _admissions(queue, [100], admitted, rows=8, max_rows=8) == []
+    assert _admissions(queue, [100], admitted, rows=7, max_rows=8) == []  # 1 free row: a piece of 1 < 2 waits
+    assert _admissions(queue, [100], admitted, rows=6, max_rows=8) == [(0, 8, 2)]
 
 
 def test_live_batch_advance_limit_and_boundary(engine):

@@ -223,11 +223,12 @@ class TransformersLiveBatch:
         self.session.reserve_capacity(rows, cols)
 
     def reset(self) -> None:
-        """Start the columns from zero again, keeping the buffers (the batch must be empty): a long-lived batch
+        """Start the columns (and request indices) from zero again, keeping the buffers (the batch must be empty): a long-lived batch
         that empties (a server between bursts) does not carry its history's width into the next rows."""
         if self.rows:
             raise ValidationError(f"reset needs an empty batch; this one has {len(self.rows)} rows.", parameter="rows")
         self.session.maybe_compact()
+        self._num_requests = 0  # request indices count from zero again too
 
     # -- rows in -----------------------------------------------------------------------------------------
     def encode(self, requests: list[Request], params: list[SamplingParams], *, first_request: int = 0) -> list[list[int]]:

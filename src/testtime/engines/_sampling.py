@@ -74,21 +74,31 @@ def sample(
         tokens[greedy] = logits[greedy].argmax(-1)
     sampled = ~greedy
     if bool(sampled.any()):
+        every = bool(sampled.all())  # the usual case: no (B, V) row copies
         rows = sampled.nonzero()[:, 0]
-        probs = torch.softmax(logits[rows] / temperature[rows, None], -1)
+        z = logits if every else logits[rows]
+        # Unnormalised softmax weights: inverse-CDF sampling scales by the total itself, so only top-p (which
+        # compares cumulative mass with p) needs them normalised. Each (B, V) pass is ~3 ms at batch 64 here.
+        w = (z - z.amax(-1, keepdim=True)).div_(temperature[rows, None]).exp_()
         k, p, uu = top_k[rows], top_p[rows], u[rows]
         filtered = (k > 0) | (p < 1)
-        out = torch.empty(rows.shape[0], dtype=torch.long, device=logits.device)
-        plain = ~filtered
-        if bool(plain.any()):
-            out[plain] = _inverse_cdf(probs[plain], uu[plain])
-        if bool(filtered.any()):
-            fp, fk, fpp, fu = probs[filtered], k[filtered], p[filtered], uu[filtered]
+        if not bool(filtered.any()):
+            out = _inverse_cdf(w, uu)
+        else:
+            out = torch.empty(rows.shape[0], dtype=torch.long, device=logits.device)
+            plain = ~filtered
+            if bool(plain.any()):
+                out[plain] = _inverse_cdf(w[plain], uu[plain])
+            fw, fk, fpp, fu = w[filtered], k[filtered], p[filtered], uu[filtered]
+            fp = fw.div_(fw.sum(-1, keepdim=True))
             window = min(V, max(_WINDOW, int(fk.max())))
             # A row needs the full sort only if its nucleus is wider than the window.
             if window < V and bool(((fk == 0) & (fp.topk(window, -1).values.sum(-1) < fpp)).any()):
                 window = V
             out[filtered] = _filtered(fp, fk, fpp, fu, window)
-        tokens[rows] = out
+        if every:
+            tokens = out
+        else:
+            tokens[rows] = out
     logprobs = torch.log_softmax(logits, -1).gather(1, tokens[:, None])[:, 0]
     return tokens, logprobs

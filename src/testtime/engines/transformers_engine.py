@@ -13,6 +13,7 @@ import os
 import random
 import time
 from collections import deque
+from dataclasses import replace
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,7 @@ class TransformersEngine:
         self.eos_ids = eos_token_ids(self.tokenizer, getattr(self.model, "generation_config", None))
         self.usage = EngineUsage()
         self._seeds = random.Random(seed)
+        self._spare: TransformersLiveBatch | None = None  # the last `generate` batch, emptied, kept for the next
 
     def __repr__(self) -> str:
         path = "native" if self.runner is not None else "transformers"
@@ -156,26 +158,28 @@ class TransformersEngine:
         """Complete every request; outputs in input order, completions in index order. `use_tqdm`: a bar of
         completed sequences (True), or the factory that makes it (vLLM's semantics)."""
         reqs, plist = as_lists(requests, params)
+        plist = list(plist)  # pieces of split requests get their seed written here, not in the caller's list
         self.usage.num_calls += 1
         outputs = [RequestOutput(completions=[Completion() for _ in range(p.n)]) for p in plist]
         encoded = self.start().encode(reqs, plist)  # validate everything before generating anything
         # Longest prompts first: later (shorter) prompts then fit left of the shared write column.
         queue = deque(sorted(range(len(reqs)), key=lambda i: -len(encoded[i])))
         bar = _progress(sum(p.n for p in plist), use_tqdm)
-        batch, origin = None, []  # origin[k]: input index of the k-th request added to `batch`
+        batch, origin = None, []  # origin[k]: input index of the k-th request (or piece of one) added to `batch`
+        admitted = [0] * len(reqs)  # samples of each request already given rows
         t0, tokens0 = time.perf_counter(), self.usage.num_generated_tokens
         while queue or (batch is not None and len(batch)):
             if batch is None or len(batch) == 0:
-                batch, origin = self.start(), []
+                batch, origin = self._generate_batch(encoded, plist), []
             if batch.supports_add and queue:
-                admit = []
-                rows = len(batch)
-                while queue and (rows + plist[queue[0]].n <= self.max_batch_size or (rows == 0 and not admit)):
-                    admit.append(queue.popleft())
-                    rows += plist[admit[-1]].n
-                if admit:
-                    batch.add([reqs[i] for i in admit], [plist[i] for i in admit], encoded=[encoded[i] for i in admit])
-                    origin.extend(admit)
+                pieces = _admissions(queue, [p.n for p in plist], admitted, rows=len(batch), max_rows=self.max_batch_size)
+                for first in sorted({f for _, f, _ in pieces}):  # one add (one prefill) per first sample index
+                    group = [(i, c) for i, f, c in pieces if f == first]
+                    for i, _ in group:  # a split request's pieces share one seed, as if it came whole
+                        if plist[i].seed is None:
+                            plist[i] = replace(plist[i], seed=self.next_seed())
+                    batch.add([reqs[i] for i, _ in group], [replace(plist[i], n=c) for i, c in group], first_index=first, encoded=[encoded[i] for i, _ in group])
+                    origin.extend(i for i, _ in group)
             batch.advance(ADVANCE_CHUNK)
             finished = [b for b in range(len(batch)) if batch.is_finished(b)]
             for b in finished:
@@ -191,7 +195,24 @@ class TransformersEngine:
                     bar.set_postfix(tok_s=f"{(self.usage.num_generated_tokens - tokens0) / max(elapsed, 1e-9):.0f}")
         if bar is not None:
             bar.close()
+        if batch is not None:
+            self._spare = batch  # its buffers serve the next call: fresh memory faults in at ~1 s per GB here
         return outputs
+
+    def _generate_batch(self, encoded: list[list[int]], plist: list[SamplingParams]) -> TransformersLiveBatch:
+        """An empty batch for `generate` with room for its rows and for its longest prompt plus answer, so the
+        cache is not reallocated (and copied) as rows are admitted and columns added; the previous call's
+        batch when there is one."""
+        batch, self._spare = self._spare, None
+        if batch is None or len(batch):
+            batch = self.start()
+        else:
+            batch.reset()
+        if batch.is_continuous:
+            rows = min(self.max_batch_size, sum(p.n for p in plist))
+            cols = max(len(e) for e in encoded) + max(p.max_tokens for p in plist) + ADVANCE_CHUNK
+            batch.reserve_capacity(rows, cols)
+        return batch
 
     # -- memory, for strategies that size batches by it (`KVCacheEngine`) ---------------------------------
     @property
@@ -254,6 +275,29 @@ class _InferenceLiveBatch(TransformersLiveBatch):
     advance = _inference(TransformersLiveBatch.advance)
     reorder = _inference(TransformersLiveBatch.reorder)
     step = _inference(TransformersLiveBatch.step)
+
+
+def _admissions(queue: deque, sizes: list[int], admitted: list[int], *, rows: int, max_rows: int) -> list[tuple[int, int, int]]:
+    """(request, first sample index, samples) to add to a batch of `rows` rows, from the front of `queue`
+    (popped when all its samples have rows; `admitted` updated). A request that does not fit the free rows is
+    split: its samples are independent rows, so a piece starts while the batch still decodes, instead of the
+    batch draining to its longest row before a request of n = max_rows fits (the tail of a 64-sample
+    request is one row decoding alone for hundreds of tokens). A piece costs a prefill of the prompt, so one
+    smaller than a quarter of the batch waits for more rows to free, unless the batch is empty."""
+    out = []
+    free = max_rows - rows
+    while queue and free > 0:
+        i = queue[0]
+        left = sizes[i] - admitted[i]
+        take = min(left, free)
+        if take < left and take < max(1, max_rows // 4) and rows + sum(c for *_, c in out) > 0:
+            break
+        out.append((i, admitted[i], take))
+        admitted[i] += take
+        free -= take
+        if admitted[i] == sizes[i]:
+            queue.popleft()
+    return out
 
 
 def _swap_remove(n: int, drop: set[int]) -> list[int]:
