@@ -31,6 +31,10 @@ __all__ = ["AddOp", "AdvanceOp", "ProgramBatch", "ProgramEngine", "ProgramScorer
 GENERATE_CHUNK = 32
 """Tokens between harvests of finished rows in `ProgramEngine.generate` (the engine's `ADVANCE_CHUNK`)."""
 
+STREAM_CHUNK = 4
+"""Tokens between text updates of a streamed single-sample `generate` (`ProgramEngine.on_text`): ~0.1 s of a
+one-row CPU decode, and one scheduler round trip (microseconds) each."""
+
 
 @dataclass
 class AddOp:
@@ -141,6 +145,9 @@ class ProgramEngine:
         self.usage = EngineUsage()
         self.inner = scheduler.engine
         self.views: list[ProgramBatch] = []
+        self.on_text: Callable[[str], None] | None = None
+        """Set by a server that streams this program's reply: a single-sample `generate` calls it with the text
+        so far every `STREAM_CHUNK` tokens (see `generate`)."""
 
     def __repr__(self) -> str:
         return repr(self.inner)
@@ -168,8 +175,13 @@ class ProgramEngine:
             # In chunks, as `TransformersEngine.generate` does: finished rows leave the batch between chunks, so
             # their slots (and the scheduler's row budget) go to other programs instead of idling until this
             # request's longest sample ends. Pausing never changes a row's tokens (its own seeded stream).
+            stream = self.on_text if len(plist) == 1 and plist[0].n == 1 else None
+            # A stop string may be matched only when its last character arrives: the text sent so far holds
+            # back as many characters as a stop string could have started, so it is always a prefix of the
+            # final (stop-trimmed) text.
+            hold = max((len(s) - 1 for s in plist[0].stop), default=0) if stream else 0
             while len(batch):
-                batch.advance(GENERATE_CHUNK)
+                batch.advance(STREAM_CHUNK if stream else GENERATE_CHUNK)
                 done = [b for b in range(len(batch)) if batch.is_finished(b)]
                 for b in done:
                     c = batch.completion(b)
@@ -178,6 +190,9 @@ class ProgramEngine:
                     out.num_prompt_tokens = batch.num_prompt_tokens(b)
                 if done:
                     batch.reorder([b for b in range(len(batch)) if b not in set(done)])
+                elif stream is not None:
+                    text = batch.completion(0).text
+                    stream(text[: len(text) - hold])
             self.usage.num_calls = calls + 1  # one generate call, as the engine counts it
             return outputs
         finally:

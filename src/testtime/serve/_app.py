@@ -24,9 +24,17 @@ from contextlib import asynccontextmanager
 
 from .._errors import MissingDependencyError, TesttimeError, UnknownNameError, ValidationError
 from ..tasks import Problem
-from ._batcher import Batcher, Job, ShuttingDown
+from ._batcher import Batcher, Job, ShuttingDown, streams_tokens
 from ._config import ServeConfig
-from ._format import completion_body, error_body, stream_events
+from ._format import (
+    completion_body,
+    error_body,
+    stream_delta,
+    stream_end,
+    stream_error,
+    stream_events,
+    stream_start,
+)
 from ._request import ModelNotFound, parse_chat_request
 
 __all__ = ["create_app"]
@@ -87,6 +95,45 @@ async def _answer(request, future: asyncio.Future):
         future.cancel()
         raise ClientGone("the client closed the connection before the answer was ready")
     return future.result()
+
+
+async def _next_text(future: asyncio.Future, texts: asyncio.Queue):
+    """The next text update, or None once the answer is ready with no update left."""
+    if not texts.empty():
+        return texts.get_nowait()
+    getter = asyncio.ensure_future(texts.get())
+    try:
+        await asyncio.wait({future, getter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not getter.done():
+            getter.cancel()
+    return getter.result() if getter.done() and not getter.cancelled() else None
+
+
+async def _first_text(request, future: asyncio.Future, texts: asyncio.Queue):
+    """The first text update (None when the answer came first), watching the connection as `_answer` does;
+    the answer's error, if it failed before any text, is raised here (the handler's 4xx)."""
+    gone = asyncio.ensure_future(_disconnected(request))
+    nxt = asyncio.ensure_future(_next_text(future, texts))
+    try:
+        await asyncio.wait({nxt, gone}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        future.cancel()
+        nxt.cancel()
+        task = asyncio.current_task()
+        if task is not None and sys.version_info >= (3, 11):
+            task.uncancel()
+        raise ShuttingDown("the server shut down before this request finished (graceful-shutdown period over); send it again, to another server") from None
+    finally:
+        gone.cancel()
+    if not nxt.done():
+        nxt.cancel()
+        future.cancel()
+        raise ClientGone("the client closed the connection before the answer was ready")
+    text = nxt.result()
+    if text is None:
+        future.result()  # raises the answer's error: the handler's 4xx
+    return text
 
 
 def create_app(engine, scorer=None, config: ServeConfig | None = None):
@@ -207,13 +254,15 @@ def create_app(engine, scorer=None, config: ServeConfig | None = None):
         problem = Problem(id=problem_id, question=req.question, messages=req.messages, last_number_fallback=config.last_number_fallback)
         loop = asyncio.get_running_loop()
         job = Job(problem=problem, strategy=req.strategy, budget=req.budget, sampling=req.sampling, future=loop.create_future(), loop=loop, partial=req.partial)
+        request_id = f"chatcmpl-{uuid.uuid4().hex}"
+        created = int(time.time())
+        if req.stream and req.sampling.logprobs is None and streams_tokens(req.strategy, req.budget, req.partial):
+            return await _stream_tokens(request, req, job, request_id, created)
         admitted["n"] += 1
         try:
             result = await _answer(request, batcher.submit(job))
         finally:
             admitted["n"] -= 1
-        request_id = f"chatcmpl-{uuid.uuid4().hex}"
-        created = int(time.time())
         if req.stream:
 
             async def events():
@@ -222,5 +271,55 @@ def create_app(engine, scorer=None, config: ServeConfig | None = None):
 
             return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
         return JSONResponse(completion_body(request_id, created, config.model_name, result, req, job.num_prompt_tokens))
+
+    async def _stream_tokens(request, req, job: Job, request_id: str, created: int):
+        """A single-sample reply sent as it decodes. The status line waits for the first text (or the answer),
+        so a request that fails before generating anything (a prompt over the context) still gets its 4xx; an
+        error after that ends the stream with an error event."""
+        texts: asyncio.Queue[str] = asyncio.Queue()
+        job.on_text = lambda text: job.loop.call_soon_threadsafe(texts.put_nowait, text)
+        admitted["n"] += 1
+        future = batcher.submit(job)
+        released = False
+        try:
+            first = await _first_text(request, future, texts)
+        except BaseException:
+            admitted["n"] -= 1
+            raise
+
+        async def events():
+            nonlocal released
+            sent, text = "", first
+            model = config.model_name
+            try:
+                yield stream_start(request_id, created, model)
+                while True:
+                    if text is not None and len(text) > len(sent):
+                        yield stream_delta(request_id, created, model, text[len(sent) :])
+                        sent = text
+                    if future.done() and texts.empty():
+                        break
+                    text = await _next_text(future, texts)
+                try:
+                    result = future.result()
+                except TesttimeError as exc:
+                    for event in stream_error(str(exc), code=_status_of(exc)[3]):
+                        yield event
+                    return
+                except Exception as exc:
+                    log.error("streamed request failed", exc_info=exc)
+                    for event in stream_error("the server failed while answering; see its log", code="engine_error"):
+                        yield event
+                    return
+                for event in stream_end(request_id, created, model, result, req, job.num_prompt_tokens, sent=sent):
+                    yield event
+            finally:
+                if not future.done():
+                    future.cancel()  # the client went away mid-stream: its row leaves the batch
+                if not released:
+                    released = True
+                    admitted["n"] -= 1
+
+        return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
     return app

@@ -9,7 +9,7 @@ whatever its strategy, budget, sampling or seed, admitted at the next decode-ste
 `DEFAULT_STEP_CHUNK` steps), so a request that arrives while a search runs starts at once instead of waiting
 for the search, and concurrent clients never form alternating cohorts. Single-candidate requests are
 interactive (`interactive_rows=1`): while one decodes, searches wait, so a greedy request beside a beam search
-takes about its time alone. A client that disconnects has its program cancelled: its rows leave the batch at
+takes about its time alone; a reply that is one sample streams while it decodes (`Job.on_text`). A client that disconnects has its program cancelled: its rows leave the batch at
 the next step.
 
 On engines the scheduler cannot merge on (remote ones), the worker takes the first job, waits up to `window_s`
@@ -47,12 +47,12 @@ from dataclasses import dataclass, field, replace
 from .._errors import EngineError, TesttimeError, ValidationError
 from ..engines import PromptEncoder, Request, SamplingParams
 from ..scheduler import Scheduler
-from ..strategies import SolveResult, make_strategy, problem_seed
+from ..strategies import STRATEGIES, SolveResult, make_strategy, parse_strategy_spec, problem_seed
 from ..strategies._base import split_usage, to_candidate
 from ..tasks import Problem
 from ._logprobs import chosen, with_token_strings
 
-__all__ = ["Batcher", "Job", "ShuttingDown", "CLOSE_JOIN_S"]
+__all__ = ["Batcher", "Job", "ShuttingDown", "CLOSE_JOIN_S", "streams_tokens"]
 
 RESERVE_ROWS = 64  # KV-cache rows the server's scheduler allocates up front (the engine's default batch size)
 RESERVE_COLS = 1024  # and columns: a few-shot prompt plus a few hundred generated tokens
@@ -79,11 +79,23 @@ class Job:
     """The assistant answer to continue (one sample, `budget` 1); None runs the strategy."""
     num_prompt_tokens: int | None = None
     """The prompt's length in tokens, set by the worker when the engine can tokenize; None otherwise."""
+    on_text: Callable[[str], None] | None = field(default=None, repr=False)
+    """Called (on the worker thread) with the reply's text so far while its one sample decodes, for a request
+    that streams tokens (`streams_tokens`); only on the scheduler, other engines answer whole."""
 
     def group_key(self) -> tuple:
         """Jobs with equal keys can share one `solve` call: same strategy, budget and every sampling field."""
         fields = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in sorted(vars(self.sampling).items()))
         return (self.strategy, self.budget, fields)
+
+
+def streams_tokens(strategy: str, budget: int, partial: str | None) -> bool:
+    """Whether a request's reply is one sample that can be sent as it decodes: a continuation, or a strategy
+    whose reply at budget 1 is its one sample (`Strategy.streams_one_sample`) run at budget 1."""
+    if partial is not None:
+        return True
+    cls = STRATEGIES[parse_strategy_spec(strategy)[0]]
+    return cls.streams_one_sample and (budget == 1 or cls.fixed_budget == 1)
 
 
 def _cancel_with(future: asyncio.Future, handle) -> None:
@@ -223,6 +235,7 @@ class Batcher:
 
     def _program(self, job: Job):
         def body(engine, scorer):
+            engine.on_text = job.on_text  # a `ProgramEngine`: its single-sample `generate` streams
             if job.partial is not None:
                 result = self._continue([job], engine=engine)[0]
             else:

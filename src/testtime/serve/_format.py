@@ -15,7 +15,7 @@ from ..strategies import SolveResult
 from ._logprobs import chosen, logprobs_content, stop_reason
 from ._request import ChatRequest
 
-__all__ = ["completion_body", "stream_events", "error_body"]
+__all__ = ["completion_body", "error_body", "stream_delta", "stream_end", "stream_error", "stream_events", "stream_start"]
 
 
 def _answer(result: SolveResult, req: ChatRequest) -> tuple[str, str, str | None, dict | None]:
@@ -79,23 +79,49 @@ def completion_body(request_id: str, created: int, model: str, result: SolveResu
     }
 
 
+def _event(data: dict) -> bytes:
+    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+
+def _chunk(request_id: str, created: int, model: str, delta: dict, finish_reason=None, logprobs=None, choice_extra=None, **more) -> bytes:
+    choice = {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": logprobs, **(choice_extra or {})}
+    return _event({"id": request_id, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [choice], **more})
+
+
+def stream_start(request_id: str, created: int, model: str) -> bytes:
+    """The first server-sent event: the assistant role, no content yet."""
+    return _chunk(request_id, created, model, {"role": "assistant", "content": ""})
+
+
+def stream_delta(request_id: str, created: int, model: str, text: str) -> bytes:
+    """A piece of the reply's content, sent while it decodes."""
+    return _chunk(request_id, created, model, {"content": text})
+
+
+def stream_end(request_id: str, created: int, model: str, result: SolveResult, req: ChatRequest, prompt_tokens: int | None = None, *, sent: str = "") -> list[bytes]:
+    """The events after the content already `sent` (a prefix of the reply): the rest of the content (with the
+    reply's logprobs), the finish reason, usage if asked, [DONE]."""
+    text, finish, stop, logprobs = _answer(result, req)
+    if not text.startswith(sent):  # cannot happen while the sent text holds back stop-string prefixes
+        raise ValueError(f"the streamed text {sent!r} is not a prefix of the reply {text!r}")
+    events = []
+    if text[len(sent) :] or not sent:
+        events.append(_chunk(request_id, created, model, {"content": text[len(sent) :]}, logprobs=logprobs))
+    events.append(_chunk(request_id, created, model, {}, finish, choice_extra={"stop_reason": stop}, testtime=_extra(result, req)))
+    if req.include_usage:
+        events.append(_event({"id": request_id, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [], "usage": _usage(result, prompt_tokens)}))
+    return events + [b"data: [DONE]\n\n"]
+
+
 def stream_events(request_id: str, created: int, model: str, result: SolveResult, req: ChatRequest, prompt_tokens: int | None = None) -> list[bytes]:
     """Server-sent events of the finished answer: role, content (with its logprobs), finish reason, usage if
     asked, [DONE]."""
-    text, finish, stop, logprobs = _answer(result, req)
-    base = {"id": request_id, "object": "chat.completion.chunk", "created": created, "model": model}
+    return [stream_start(request_id, created, model)] + stream_end(request_id, created, model, result, req, prompt_tokens)
 
-    def chunk(delta: dict, finish_reason, logprobs=None, choice_extra=None, **more) -> dict:
-        return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": logprobs, **(choice_extra or {})}], **more}
 
-    events = [
-        chunk({"role": "assistant", "content": ""}, None),
-        chunk({"content": text}, None, logprobs),
-        chunk({}, finish, choice_extra={"stop_reason": stop}, testtime=_extra(result, req)),
-    ]
-    if req.include_usage:
-        events.append({**base, "choices": [], "usage": _usage(result, prompt_tokens)})
-    return [f"data: {json.dumps(e, ensure_ascii=False)}\n\n".encode() for e in events] + [b"data: [DONE]\n\n"]
+def stream_error(message: str, *, type: str = "server_error", code: str | None = None) -> list[bytes]:
+    """An error after the stream began (its status line is already sent): an error event, then [DONE], as vLLM does."""
+    return [_event(error_body(message, type=type, code=code)), b"data: [DONE]\n\n"]
 
 
 def error_body(message: str, *, type: str = "invalid_request_error", param: str | None = None, code: str | None = None) -> dict:

@@ -114,6 +114,9 @@ class Strategy:
     """Built with a compute-optimal `policy=` (what `make_strategy` passes it; `optimal`)."""
     fixed_budget: ClassVar[int | None] = None
     """The one budget it runs at whatever is asked (greedy: 1, more samples would all be the same)."""
+    streams_one_sample: ClassVar[bool] = False
+    """At budget 1 its reply is the text of its one `engine.generate` sample, as generated: a server can stream
+    that sample token by token (`testtime serve`, `stream: true`)."""
 
     def __init__(self, engine: Engine, scorer: Scorer | None = None, *, sampling: SamplingParams = DEFAULT_SAMPLING, seed: int = 0) -> None:
         if self.needs_scorer and scorer is None:
@@ -219,6 +222,8 @@ class SamplingStrategyParams:
 class SamplingStrategy(Strategy):
     """Sample n independent candidates per problem, then `select` one. Because candidates are independent,
     the result at budget m < n is `select` over the first m candidates (the eval uses this)."""
+
+    streams_one_sample = True
 
     def __init__(self, engine: Engine, scorer: Scorer | None = None, *, params: SamplingStrategyParams | None = None, sampling: SamplingParams = DEFAULT_SAMPLING, seed: int = 0) -> None:
         super().__init__(engine, scorer, sampling=sampling, seed=seed)
