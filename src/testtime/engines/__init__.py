@@ -4,6 +4,7 @@ from ._confidence import DEFAULT_CONFIDENCE_WINDOW, ConfidenceStop, token_confid
 from ._embedded import EMBEDDED_MODEL_NAMES, cache_dir, embedded_model_dir
 from ._protocol import (
     BatchSizedEngine,
+    ConcurrentEngine,
     Engine,
     EngineView,
     HiddenStateBatch,
@@ -40,6 +41,7 @@ __all__ = [
     "EMBEDDED_MODEL_NAMES",
     "BatchSizedEngine",
     "Completion",
+    "ConcurrentEngine",
     "Engine",
     "EngineUsage",
     "EngineView",

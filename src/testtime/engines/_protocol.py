@@ -11,7 +11,8 @@ differs (every advance re-sends the prefix).
 
 Optional capabilities are declared here as protocols and checked with `isinstance` where a strategy or
 scorer decides whether it can use them, never probed with `getattr`: `PromptEncoder` (exact prompt tokens),
-`ModelEngine` (the torch model, for scorers built on the generator), `KVCacheEngine` (KV-cache size and
+`ModelEngine` (the torch model, for scorers built on the generator), `ConcurrentEngine` (safe to call
+from several threads at once: remote engines), `KVCacheEngine` (KV-cache size and
 free memory, for memory-sized batches), `BatchSizedEngine` (rows decoded together), `HiddenStateBatch`
 (a live batch that keeps hidden states for a reward head) and `SteppableBatch` (a live batch whose rows can be
 in different advances, decoded a few steps at a time: what the scheduler merges programs in).
@@ -26,7 +27,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from ._confidence import ConfidenceStop
 from ._types import Completion, EngineUsage, Request, RequestOutput, SamplingParams
 
-__all__ = ["BatchSizedEngine", "Engine", "EngineView", "HiddenStateBatch", "KVCacheEngine", "LiveBatch", "ModelEngine", "PromptEncoder", "StepOutput", "StepReason", "SteppableBatch"]
+__all__ = ["BatchSizedEngine", "ConcurrentEngine", "Engine", "EngineView", "HiddenStateBatch", "KVCacheEngine", "LiveBatch", "ModelEngine", "PromptEncoder", "StepOutput", "StepReason", "SteppableBatch"]
 
 StepReason = Literal["boundary", "limit", "confidence", "stop", "eos", "length"]
 """Why a row paused or ended in `advance`:
@@ -157,6 +158,16 @@ class KVCacheEngine(PromptEncoder, Protocol):
     def free_memory(self) -> int:
         """Free bytes on the device the cache lives on."""
         ...
+
+
+@runtime_checkable
+class ConcurrentEngine(Protocol):
+    """An engine several threads may use at once (`OpenAIEngine`: HTTP requests to servers that batch them):
+    a server runs independent requests concurrently on it instead of one after another. Each thread takes its
+    own `concurrent_view()`, which shares the connections and the in-flight limit but counts its own `usage`,
+    so a strategy's usage arithmetic (snapshot, call, diff) stays exact with other threads calling."""
+
+    def concurrent_view(self) -> Engine: ...
 
 
 @runtime_checkable

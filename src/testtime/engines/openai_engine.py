@@ -43,6 +43,7 @@ Three choices make every strategy's numbers mean the same here as on the in-proc
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 import re
@@ -181,6 +182,13 @@ class OpenAIEngine:
 
     def __repr__(self) -> str:
         return f"OpenAIEngine({self.model!r}, base_url={','.join(self.base_urls)!r}, endpoint={self.endpoint!r})"
+
+    def concurrent_view(self) -> OpenAIEngine:
+        """This engine for one of several threads calling at once (`ConcurrentEngine`): the same connections,
+        in-flight limit and seed stream; its own `usage`."""
+        view = copy.copy(self)
+        view.usage = EngineUsage()
+        return view
 
     def close(self) -> None:
         """Close the HTTP connections (the engine reopens them if used again)."""

@@ -42,11 +42,14 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 from .._errors import EngineError, TesttimeError, ValidationError
-from ..engines import PromptEncoder, Request, SamplingParams
+from ..engines import ConcurrentEngine, PromptEncoder, Request, SamplingParams
 from ..scheduler import Scheduler
+from ..scheduler._views import add_scorer_usage
+from ..scorers import ScorerUsage
 from ..strategies import STRATEGIES, SolveResult, make_strategy, parse_strategy_spec, problem_seed
 from ..strategies._base import split_usage, to_candidate
 from ..tasks import Problem
@@ -89,6 +92,32 @@ class Job:
         return (self.strategy, self.budget, fields)
 
 
+class SerializedScorer:
+    """The scorer as one of several concurrently solving groups sees it: its `score` calls take turns (an
+    in-process reward model is not thread-safe) and its `usage` counts only its own calls. Other attributes
+    are the real scorer's, so capability checks see what it can do."""
+
+    def __init__(self, inner, lock: threading.Lock) -> None:
+        self.inner = inner
+        self.usage = ScorerUsage()
+        self._lock = lock
+
+    def __repr__(self) -> str:
+        return repr(self.inner)
+
+    def __getattr__(self, name: str):
+        if name.startswith("__") or name in ("inner", "usage", "_lock"):
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def score(self, requests):
+        with self._lock:
+            before = self.inner.usage.copy()
+            out = self.inner.score(requests)
+            self.usage = add_scorer_usage(self.usage, self.inner.usage - before)
+        return out
+
+
 def streams_tokens(strategy: str, budget: int, partial: str | None) -> bool:
     """Whether a request's reply is one sample that can be sent as it decodes: a continuation, or a strategy
     whose reply at budget 1 is its one sample (`Strategy.streams_one_sample`) run at budget 1."""
@@ -118,12 +147,17 @@ def _deliver(future: asyncio.Future, result=None, error: BaseException | None = 
 class Batcher:
     """Owns the engine on one worker thread and solves queued jobs in batches."""
 
-    def __init__(self, engine, scorer=None, *, policy=None, window_s: float = 0.005, max_batch: int = 32) -> None:
+    def __init__(self, engine, scorer=None, *, policy=None, window_s: float = 0.005, max_batch: int = 32, max_solving: int = 8) -> None:
         self.engine = engine
         self.scorer = scorer
         self.policy = policy  # for jobs asking for the `optimal` strategy
         self.window_s = window_s
         self.max_batch = max_batch
+        self.max_solving = max_solving
+        """On a `ConcurrentEngine`: groups solved at once (the per-server limit on concurrent programs)."""
+        self._pool: ThreadPoolExecutor | None = None
+        self._counts = threading.Lock()  # num_batches / num_jobs, bumped from the pool's threads
+        self._scoring = threading.Lock()  # one scorer call at a time: in-process scorers are not thread-safe
         self.num_batches = 0
         """`solve` calls made (a group of jobs is one call)."""
         self.num_jobs = 0
@@ -162,6 +196,8 @@ class Batcher:
         if thread is not None:
             self._queue.put(None)
             thread.join(CLOSE_JOIN_S)
+        if self._pool is not None:  # groups already solving end with their calls; none starts now
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _run(self) -> None:
         # The KV budget is allocated once, on the first request (64 rows x 1024 columns: ~3 GB for the embedded
@@ -170,6 +206,8 @@ class Batcher:
         if self.scheduler.batched:
             self._run_scheduled()
             return
+        if isinstance(self.engine, ConcurrentEngine):
+            self._pool = ThreadPoolExecutor(max_workers=self.max_solving, thread_name_prefix="testtime-solve")
         while True:
             first = self._queue.get()
             if first is None:
@@ -237,7 +275,7 @@ class Batcher:
         def body(engine, scorer):
             engine.on_text = job.on_text  # a `ProgramEngine`: its single-sample `generate` streams
             if job.partial is not None:
-                result = self._continue([job], engine=engine)[0]
+                result = self._continue([job], engine=engine, count=False)[0]
             else:
                 strategy = make_strategy(job.strategy, engine, scorer, sampling=job.sampling, seed=0, policy=self.policy)
                 result = strategy.solve_batch([job.problem], job.budget)[0]
@@ -250,7 +288,8 @@ class Batcher:
     def _delivered(self, job: Job, handle) -> None:
         error = handle.error
         if error is not None and not isinstance(error, Exception):  # Cancelled: the client is gone
-            self.num_jobs += 1
+            with self._counts:
+                self.num_jobs += 1
             return
         if error is not None and not isinstance(error, TesttimeError):
             log.error("strategy %s failed", job.strategy, exc_info=error)
@@ -261,7 +300,7 @@ class Batcher:
         groups: dict[tuple, list[list[Job]]] = {}
         continuations = [job for job in batch if job.partial is not None and not job.future.done()]
         if continuations:
-            self._solve_group(continuations, self._continue)
+            self._dispatch(continuations, self._continue)
         for job in batch:
             if job.future.done() or job.partial is not None:  # cancelled while queued, or done above
                 continue
@@ -275,20 +314,33 @@ class Batcher:
                 subgroups.append([job])
         for subgroups in groups.values():
             for jobs in subgroups:
-                self._solve_group(jobs, self._solve)
+                self._dispatch(jobs, self._solve)
 
-    def _solve_group(self, jobs: list[Job], solve: Callable[[list[Job]], list[SolveResult]]) -> None:
+    def _dispatch(self, jobs: list[Job], solve: Callable[..., list[SolveResult]]) -> None:
+        """Solve a group now (one engine, groups one after another), or on the pool when the engine takes
+        concurrent callers: then a long search does not hold up the groups queued behind it. Each pooled group
+        gets its own engine view and scorer view, so its usage is its own."""
+        if self._pool is None:
+            self._solve_group(jobs, solve)
+            return
+        engine = self.engine.concurrent_view()
+        scorer = None if self.scorer is None else SerializedScorer(self.scorer, self._scoring)
+        self._pool.submit(self._solve_group, jobs, solve, engine, scorer)
+
+    def _solve_group(self, jobs: list[Job], solve: Callable[..., list[SolveResult]], engine=None, scorer=None) -> None:
         jobs = [job for job in jobs if not job.future.done()]  # a client that left while an earlier group ran
         if not jobs:
             return
+        engine = engine or self.engine
+        scorer = scorer if scorer is not None else self.scorer
         try:
-            results = [self._with_logprobs(job, res) for job, res in zip(jobs, solve(jobs), strict=True)]
+            results = [self._with_logprobs(job, res) for job, res in zip(jobs, solve(jobs, engine=engine, scorer=scorer), strict=True)]
             for job in jobs:
                 job.num_prompt_tokens = self._prompt_tokens(job)
         except Exception as exc:
             if len(jobs) > 1:
                 for job in jobs:  # isolate the failing request
-                    self._solve_group([job], solve)
+                    self._solve_group([job], solve, engine, scorer)
                 return
             if not isinstance(exc, TesttimeError):  # a bug, not bad input: keep its traceback in the log
                 log.exception("strategy %s failed", jobs[0].strategy)
@@ -305,15 +357,20 @@ class Batcher:
             return None
         return len(self.engine.encode(Request(messages=job.problem.chat(), partial=job.partial or "")))
 
-    def _solve(self, jobs: list[Job]) -> list[SolveResult]:
+    def _solve(self, jobs: list[Job], *, engine, scorer) -> list[SolveResult]:
         first = jobs[0]
         # `make_strategy`, as the eval builds them: a spec (`deepconf:keep=0.9`) gets its params.
-        strategy = make_strategy(first.strategy, self.engine, self.scorer, sampling=first.sampling, seed=0, policy=self.policy)
-        self.num_batches += 1
+        strategy = make_strategy(first.strategy, engine, scorer, sampling=first.sampling, seed=0, policy=self.policy)
+        self._count_batch()
         return strategy.solve_batch([j.problem for j in jobs], first.budget)
 
-    def _continue(self, jobs: list[Job], engine=None) -> list[SolveResult]:
-        """Continue each job's partial answer: one sample, in one `generate` call for all of them."""
+    def _count_batch(self) -> None:
+        with self._counts:
+            self.num_batches += 1
+
+    def _continue(self, jobs: list[Job], engine=None, scorer=None, *, count: bool = True) -> list[SolveResult]:
+        """Continue each job's partial answer: one sample, in one `generate` call for all of them (`count`: as
+        one of `num_batches`; a program's continuation is counted with its program)."""
         engine = engine or self.engine
         t0 = time.perf_counter()
         e0 = engine.usage.copy()
@@ -322,8 +379,8 @@ class Batcher:
         # The sampling and seed the strategy's own `sample` would use (Greedy sets temperature 0 in its sampling).
         params = [replace(s.sampling, n=1, seed=problem_seed(s.seed, j.problem.id)) for s, j in zip(strategies, jobs, strict=True)]
         outputs = engine.generate(requests, params)
-        if engine is self.engine:
-            self.num_batches += 1
+        if count:
+            self._count_batch()
         problems = [j.problem for j in jobs]
         completions = [o.completions[0] for o in outputs]
         usages = split_usage(
@@ -355,7 +412,8 @@ class Batcher:
         return result
 
     def _finish(self, job: Job, result=None, error: BaseException | None = None) -> None:
-        self.num_jobs += 1
+        with self._counts:
+            self.num_jobs += 1
         try:
             job.loop.call_soon_threadsafe(_deliver, job.future, result, error)
         except RuntimeError:  # the event loop is closed: the server is shutting down

@@ -42,6 +42,10 @@ class ServeConfig:
     """How long the engine worker waits for more requests after the first one before solving the batch."""
     max_batch_requests: int = 32
     """Requests solved together in one batch at most."""
+    max_concurrent_solves: int = 8
+    """On an engine that takes concurrent callers (`--engine openai`): groups of requests solved at once, each
+    its own `solve_batch` call; more wait for a free one. The in-process engine merges every request into one
+    batch instead."""
     last_number_fallback: bool = False
     """Count an unmarked final number as a candidate's answer when voting (arith/gsm8k-style prompts)."""
     policy: object = None
@@ -55,7 +59,7 @@ class ServeConfig:
             "the default strategy 'optimal' needs a policy (--policy FILE, written by `testtime optimize`).",
             parameter="policy",
         )
-        for name in ("max_budget", "default_max_tokens", "max_tokens_limit", "max_message_chars", "max_body_bytes", "max_concurrent_requests", "max_batch_requests"):
+        for name in ("max_budget", "default_max_tokens", "max_tokens_limit", "max_message_chars", "max_body_bytes", "max_concurrent_requests", "max_batch_requests", "max_concurrent_solves"):
             value = getattr(self, name)
             check(isinstance(value, int) and value >= 1, f"`{name}` must be an integer >= 1, got {value!r}.", parameter=name, value=value)
         check(
