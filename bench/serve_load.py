@@ -14,10 +14,11 @@ Phases, after one warm-up request (excluded):
 4. (--same-seed) 4 requests with one seed (`seed: 1234`, as evaluation harnesses send) at once against one alone;
 5. (--head-of-line) a greedy request alone, then the same greedy request sent while a beam-16 request runs
    (needs `--scorer default`): its latency against its latency alone;
-6. (--mixed N) N clients in a closed loop whose requests cycle through greedy, majority, beam and dvts.
+6. (--mixed N) N clients in a closed loop whose requests cycle through greedy, majority, beam and dvts;
+7. (--stream) a greedy request streamed: time to its first content chunk against the whole answer's latency.
 
     python bench/serve_load.py [--clients 1,4,8] [--requests 3] [--pairs 3] [--budget 4] [--max-tokens 64] [--allow-eos]
-        [--scorer default --same-seed --head-of-line --mixed 8]
+        [--scorer default --same-seed --head-of-line --mixed 8] [--stream]
 """
 
 from __future__ import annotations
@@ -122,7 +123,36 @@ async def run(args, url: str, problems) -> None:
         await same_seed(c, args)
     if args.head_of_line:
         await head_of_line(c, args)
+    if args.stream:
+        await stream(c, args)
     await c.http.aclose()
+
+
+async def stream(c: Client, args) -> None:
+    """A greedy request (exactly max_tokens, ignore_eos) streamed: time to its first content chunk and its
+    chunks, against the same request not streamed."""
+    body = dict(strategy="greedy", budget=1, seed=5)
+    whole = []
+    for _ in range(3):
+        dt, status, _ = await c.ask(11, **body)
+        assert status == 200
+        whole.append(dt)
+    p = c.problems[11 % len(c.problems)]
+    payload = {"model": c.args.model, "messages": p.chat(), "max_tokens": args.max_tokens, "ignore_eos": True, "stream": True, **body}
+    firsts, totals, chunks = [], [], []
+    for _ in range(3):
+        t0, first, n = time.perf_counter(), None, 0
+        async with c.http.stream("POST", c.url + "/v1/chat/completions", json=payload) as r:
+            assert r.status_code == 200
+            async for line in r.aiter_lines():
+                if line.startswith("data: {") and '"content": "' in line and '"content": ""' not in line:
+                    n += 1
+                    first = first if first is not None else time.perf_counter() - t0
+        totals.append(time.perf_counter() - t0)
+        firsts.append(first)
+        chunks.append(n)
+    print(f"\nstream: greedy, {args.max_tokens} tokens: not streamed {statistics.mean(whole):.2f} s (mean of 3); streamed: first content "
+          f"after {statistics.mean(firsts):.2f} s, all {statistics.mean(totals):.2f} s, {statistics.mean(chunks):.0f} content chunks (means of 3)")
 
 
 async def same_seed(c: Client, args) -> None:
@@ -215,6 +245,7 @@ def main() -> None:
     ap.add_argument("--beam-max-tokens", type=int, default=256, help="max_tokens of the beam-16 request in phase 5")
     ap.add_argument("--beam-head-start", type=float, default=3.0, help="seconds the beam request runs before the greedy one is sent")
     ap.add_argument("--mixed", type=int, default=0, help="phase 6: this many clients with mixed strategies (0: skip)")
+    ap.add_argument("--stream", action="store_true", help="phase 7: a streamed greedy request: time to first content vs the whole answer")
     args = ap.parse_args()
     if (args.head_of_line or args.mixed) and args.scorer == "none":
         ap.error("--head-of-line and --mixed run beam search and dvts, which need --scorer default")
