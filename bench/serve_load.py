@@ -9,7 +9,8 @@ Phases, after one warm-up request (excluded):
 1. one request alone, for P request pairs (each request of a pair alone, one after the other);
 2. the same two requests of each pair sent at once: their wall time against one alone (batching should keep
    it well under 2x) and against the two run back to back;
-3. load, for each N in --clients: N clients in a closed loop, R requests each: throughput (requests/s, generated tokens/s), latency
+3. load, for each N in --clients: N clients in a closed loop sharing one queue of the same max(--clients) x R
+   requests (so every N does the same work): throughput (requests/s, generated tokens/s), latency
    p50/p99, errors (any non-200), and the server's admission rounds (requests per round);
 4. (--same-seed) 4 requests with one seed (`seed: 1234`, as evaluation harnesses send) at once against one alone;
 5. (--head-of-line) a greedy request alone, then the same greedy request sent while a beam-16 request runs
@@ -196,31 +197,36 @@ MIXED = [dict(strategy="greedy", budget=1), dict(strategy="majority"), dict(stra
 
 
 async def load(c: Client, args, url: str, clients: int, one: float, mixed: bool = False) -> dict:
-    """N clients in a closed loop, R requests each (with `mixed`, request k uses strategy k mod 4 of MIXED at the
-    load's budget); returns the row of the results table."""
+    """N clients in a closed loop over one queue of max(--clients) x R requests (with `mixed`, request i uses
+    strategy i mod 4 of MIXED at the load's budget); returns the row of the results table."""
     health0 = httpx.get(url + "/health").json()
     lat: list[float] = []
     statuses: list[int] = []
     tokens = 0
 
-    async def worker(w: int) -> None:
+    # Every load phase sends the same requests (max(--clients) x --requests of them, the same prompts and seeds),
+    # pulled from one queue by however many clients: a phase with fewer clients does the same work in fewer
+    # streams, so requests/s compare like for like (prompt lengths vary 416-1037 tokens over the problems).
+    todo = list(range(max(args.clients) * args.requests))
+
+    async def worker() -> None:
         nonlocal tokens
-        for r in range(args.requests):
-            k = 1000 * clients + w * args.requests + r
-            dt, status, n = await c.ask(k, **(MIXED[(w + r) % len(MIXED)] if mixed else {}))
+        while todo:
+            i = todo.pop(0)
+            dt, status, n = await c.ask(1000 + i, **(MIXED[i % len(MIXED)] if mixed else {}))
             lat.append(dt)
             statuses.append(status)
             tokens += n
 
+    total = len(todo)
     t0 = time.perf_counter()
-    await asyncio.gather(*(worker(w) for w in range(clients)))
+    await asyncio.gather(*(worker() for _ in range(clients)))
     wall = time.perf_counter() - t0
     health1 = httpx.get(url + "/health").json()
-    total = clients * args.requests
     batches = health1["num_batches"] - health0["num_batches"]
     errors = sum(s != 200 for s in statuses)
     kind = "greedy/majority/beam/dvts" if mixed else "majority"
-    print(f"\nload: {clients} clients ({kind}) x {args.requests} requests = {total} requests in {wall:.1f} s")
+    print(f"\nload: {clients} clients ({kind}), {total} requests from one queue, in {wall:.1f} s")
     print(f"throughput: {total / wall:.3f} requests/s ({(total / wall) * one:.2f}x one request at a time), {tokens / wall:.0f} generated tokens/s")
     print(f"latency: p50 {percentile(lat, 50):.2f} s, p99 {percentile(lat, 99):.2f} s, max {max(lat):.2f} s")
     print(f"errors: {errors} of {total}; server admission rounds: {batches} (mean {total / max(batches, 1):.1f} requests per round)", flush=True)
@@ -230,7 +236,7 @@ async def load(c: Client, args, url: str, clients: int, one: float, mixed: bool 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clients", type=lambda v: [int(x) for x in v.split(",")], default=[1, 4, 8], help="concurrent clients of each load phase, comma-separated (default: 1,4,8)")
-    ap.add_argument("--requests", type=int, default=3, help="requests per client in the load phase")
+    ap.add_argument("--requests", type=int, default=3, help="requests per client of the largest --clients; every load phase sends that many in all")
     ap.add_argument("--pairs", type=int, default=3, help="request pairs for the 1-vs-2 comparison")
     ap.add_argument("--budget", type=int, default=4)
     ap.add_argument("--max-tokens", type=int, default=64)
