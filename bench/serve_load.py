@@ -133,11 +133,7 @@ async def stream(c: Client, args) -> None:
     """A greedy request (exactly max_tokens, ignore_eos) streamed: time to its first content chunk and its
     chunks, against the same request not streamed."""
     body = dict(strategy="greedy", budget=1, seed=5)
-    whole = []
-    for _ in range(3):
-        dt, status, _ = await c.ask(11, **body)
-        assert status == 200
-        whole.append(dt)
+    whole = await latencies(c, 11, **body)
     p = c.problems[11 % len(c.problems)]
     payload = {"model": c.args.model, "messages": p.chat(), "max_tokens": args.max_tokens, "ignore_eos": True, "stream": True, **body}
     firsts, totals, chunks = [], [], []
@@ -154,6 +150,16 @@ async def stream(c: Client, args) -> None:
         chunks.append(n)
     print(f"\nstream: greedy, {args.max_tokens} tokens: not streamed {statistics.mean(whole):.2f} s (mean of 3); streamed: first content "
           f"after {statistics.mean(firsts):.2f} s, all {statistics.mean(totals):.2f} s, {statistics.mean(chunks):.0f} content chunks (means of 3)")
+
+
+async def latencies(c: Client, k: int, times: int = 3, **extra) -> list[float]:
+    """Seconds of request k (with `extra`) sent `times` times, one after another."""
+    out = []
+    for _ in range(times):
+        dt, status, _ = await c.ask(k, **extra)
+        assert status == 200
+        out.append(dt)
+    return out
 
 
 async def same_seed(c: Client, args) -> None:
@@ -178,11 +184,7 @@ async def same_seed(c: Client, args) -> None:
 async def head_of_line(c: Client, args) -> None:
     """A greedy request alone, then the same request sent while a beam-16 search runs."""
     greedy = dict(strategy="greedy", budget=1, seed=5)
-    alone = []
-    for _ in range(3):
-        dt, status, _ = await c.ask(7, **greedy)
-        assert status == 200
-        alone.append(dt)
+    alone = await latencies(c, 7, **greedy)
     beam = asyncio.ensure_future(c.ask(9, strategy="beam", budget=16, max_tokens=args.beam_max_tokens))
     await asyncio.sleep(args.beam_head_start)
     dt, status, _ = await c.ask(7, **greedy)

@@ -280,7 +280,6 @@ def create_app(engine, scorer=None, config: ServeConfig | None = None):
         job.on_text = lambda text: job.loop.call_soon_threadsafe(texts.put_nowait, text)
         admitted["n"] += 1
         future = batcher.submit(job)
-        released = False
         try:
             first = await _first_text(request, future, texts)
         except BaseException:
@@ -288,7 +287,6 @@ def create_app(engine, scorer=None, config: ServeConfig | None = None):
             raise
 
         async def events():
-            nonlocal released
             sent, text = "", first
             model = config.model_name
             try:
@@ -316,9 +314,7 @@ def create_app(engine, scorer=None, config: ServeConfig | None = None):
             finally:
                 if not future.done():
                     future.cancel()  # the client went away mid-stream: its row leaves the batch
-                if not released:
-                    released = True
-                    admitted["n"] -= 1
+                admitted["n"] -= 1
 
         return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
