@@ -16,10 +16,16 @@ Phases, after one warm-up request (excluded):
 5. (--head-of-line) a greedy request alone, then the same greedy request sent while a beam-16 request runs
    (needs `--scorer default`): its latency against its latency alone;
 6. (--mixed N) N clients in a closed loop whose requests cycle through greedy, majority, beam and dvts;
-7. (--stream) a greedy request streamed: time to its first content chunk against the whole answer's latency.
+7. (--stream) a greedy request streamed: time to its first content chunk against the whole answer's latency;
+8. (--stream-under-load K) a greedy request streamed alone, then again with K majority requests (the longest
+   prompts) sent one per second from 1 s into it: the gaps between its content chunks, alone and under load.
+   The server prefills a new prompt in slices of --prefill-chunk tokens between decode steps (chunked prefill);
+   run once with the default and once with --prefill-chunk 0 (whole prompts) to compare.
 
     python bench/serve_load.py [--clients 1,4,8] [--requests 3] [--pairs 3] [--budget 4] [--max-tokens 64] [--allow-eos]
-        [--scorer default --same-seed --head-of-line --mixed 8] [--stream]
+        [--scorer default --same-seed --head-of-line --mixed 8] [--stream] [--stream-under-load 4 --prefill-chunk 0]
+
+--pairs 0 and --clients 0 skip those phases.
 """
 
 from __future__ import annotations
@@ -51,6 +57,8 @@ def start_server(args, port: int) -> subprocess.Popen:
     ]  # fmt: skip
     if args.device:
         cmd += ["--device", args.device]
+    if args.prefill_chunk is not None:
+        cmd += ["--prefill-chunk", str(args.prefill_chunk)]
     proc = subprocess.Popen(cmd)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -104,14 +112,16 @@ async def run(args, url: str, problems) -> None:
         together.append(t2)
         back_to_back.append(ta + tb)
         print(f"pair {i}: alone {ta:.2f} s and {tb:.2f} s; both at once {t2:.2f} s ({t2 / ((ta + tb) / 2):.2f}x one alone)")
-    one = statistics.mean(alone)
-    print(f"\n1 request alone: mean {one:.2f} s over {len(alone)}")
-    print(f"2 concurrent requests: mean {statistics.mean(together):.2f} s = {statistics.mean(together) / one:.2f}x one request "
-          f"({statistics.mean(together) / statistics.mean(back_to_back):.2f}x the two back to back)")
+    one = statistics.mean(alone) if alone else None
+    if alone:
+        print(f"\n1 request alone: mean {one:.2f} s over {len(alone)}")
+        print(f"2 concurrent requests: mean {statistics.mean(together):.2f} s = {statistics.mean(together) / one:.2f}x one request "
+              f"({statistics.mean(together) / statistics.mean(back_to_back):.2f}x the two back to back)")
 
     rows = []
     for clients in args.clients:
-        rows.append(await load(c, args, url, clients, one))
+        if clients:
+            rows.append(await load(c, args, url, clients, one))
     if args.mixed:
         rows.append(await load(c, args, url, args.mixed, one, mixed=True))
     print("\n| clients | strategies | requests | wall s | req/s | x one client | gen tok/s | p50 s | p99 s | errors | req per admission |")
@@ -126,6 +136,8 @@ async def run(args, url: str, problems) -> None:
         await head_of_line(c, args)
     if args.stream:
         await stream(c, args)
+    if args.stream_under_load:
+        await stream_under_load(c, args)
     await c.http.aclose()
 
 
@@ -150,6 +162,44 @@ async def stream(c: Client, args) -> None:
         chunks.append(n)
     print(f"\nstream: greedy, {args.max_tokens} tokens: not streamed {statistics.mean(whole):.2f} s (mean of 3); streamed: first content "
           f"after {statistics.mean(firsts):.2f} s, all {statistics.mean(totals):.2f} s, {statistics.mean(chunks):.0f} content chunks (means of 3)")
+
+
+async def streamed_gaps(c: Client, args, k: int) -> tuple[float, list[float]]:
+    """Stream request k greedily: (seconds to the last chunk, gaps between content chunks, the first one's wait
+    included)."""
+    p = c.problems[k % len(c.problems)]
+    payload = {"model": c.args.model, "messages": p.chat(), "max_tokens": args.max_tokens, "ignore_eos": True, "stream": True, "strategy": "greedy", "budget": 1}
+    t0 = time.perf_counter()
+    arrivals = [t0]
+    async with c.http.stream("POST", c.url + "/v1/chat/completions", json=payload) as r:
+        assert r.status_code == 200
+        async for line in r.aiter_lines():
+            if line.startswith("data: {") and '"content": "' in line and '"content": ""' not in line:
+                arrivals.append(time.perf_counter())
+    return arrivals[-1] - t0, [b - a for a, b in zip(arrivals, arrivals[1:])]
+
+
+async def stream_under_load(c: Client, args) -> None:
+    """A streamed greedy reply alone, then with K majority requests (the longest prompts) arriving one per second."""
+    k = 11
+    longest = sorted(range(len(c.problems)), key=lambda i: -sum(len(m["content"]) for m in c.problems[i].chat()))
+    total0, gaps0 = await streamed_gaps(c, args, k)
+
+    async def arrivals() -> list[int]:
+        await asyncio.sleep(1.0)
+        sent = []
+        for j in longest[: args.stream_under_load]:
+            sent.append(asyncio.ensure_future(c.ask(j, seed=j)))
+            await asyncio.sleep(1.0)
+        return [s for _, s, _ in await asyncio.gather(*sent)]
+
+    (total1, gaps1), statuses = await asyncio.gather(streamed_gaps(c, args, k), arrivals())
+    assert all(s == 200 for s in statuses)
+    chunk = "default" if args.prefill_chunk is None else args.prefill_chunk
+    for label, total, gaps in (("alone", total0, gaps0), (f"with {args.stream_under_load} requests arriving", total1, gaps1)):
+        rest = gaps[1:]
+        print(f"\nstream under load (--prefill-chunk {chunk}), {label}: first content {gaps[0]:.2f} s, whole reply {total:.2f} s, "
+              f"{len(gaps)} chunks; gaps between chunks: median {statistics.median(rest):.2f} s, p90 {percentile(rest, 90):.2f} s, max {max(rest):.2f} s")
 
 
 async def latencies(c: Client, k: int, times: int = 3, **extra) -> list[float]:
@@ -229,7 +279,8 @@ async def load(c: Client, args, url: str, clients: int, one: float, mixed: bool 
     errors = sum(s != 200 for s in statuses)
     kind = "greedy/majority/beam/dvts" if mixed else "majority"
     print(f"\nload: {clients} clients ({kind}), {total} requests from one queue, in {wall:.1f} s")
-    print(f"throughput: {total / wall:.3f} requests/s ({(total / wall) * one:.2f}x one request at a time), {tokens / wall:.0f} generated tokens/s")
+    vs_one = f" ({(total / wall) * one:.2f}x one request at a time)" if one else ""
+    print(f"throughput: {total / wall:.3f} requests/s{vs_one}, {tokens / wall:.0f} generated tokens/s")
     print(f"latency: p50 {percentile(lat, 50):.2f} s, p99 {percentile(lat, 99):.2f} s, max {max(lat):.2f} s")
     print(f"errors: {errors} of {total}; server admission rounds: {batches} (mean {total / max(batches, 1):.1f} requests per round)", flush=True)
     return dict(kind=kind, clients=clients, total=total, wall=wall, rps=total / wall, tps=tokens / wall, p50=percentile(lat, 50), p99=percentile(lat, 99), errors=errors, per_batch=total / max(batches, 1))
@@ -253,6 +304,8 @@ def main() -> None:
     ap.add_argument("--beam-max-tokens", type=int, default=256, help="max_tokens of the beam-16 request in phase 5")
     ap.add_argument("--beam-head-start", type=float, default=3.0, help="seconds the beam request runs before the greedy one is sent")
     ap.add_argument("--mixed", type=int, default=0, help="phase 6: this many clients with mixed strategies (0: skip)")
+    ap.add_argument("--stream-under-load", type=int, default=0, metavar="K", help="phase 8: a streamed greedy request alone, then while K majority requests arrive (0: skip)")
+    ap.add_argument("--prefill-chunk", type=int, default=None, help="the server's --prefill-chunk (default: its own, 256 on CPU; 0: whole prompts)")
     ap.add_argument("--stream", action="store_true", help="phase 7: a streamed greedy request: time to first content vs the whole answer")
     args = ap.parse_args()
     if (args.head_of_line or args.mixed) and args.scorer == "none":

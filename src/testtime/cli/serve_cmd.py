@@ -29,6 +29,7 @@ def add_arguments(p) -> None:
     p.add_argument("--max-concurrent-requests", type=int, default=64, help="requests queued or running at once; more get 429 (default: %(default)s)")
     p.add_argument("--batch-window-ms", type=float, default=5.0, help="how long to collect requests into one batch (default: %(default)s)")
     p.add_argument("--max-concurrent-solves", type=int, default=8, help="with --engine openai: groups of requests solved at once, each its own strategy call (default: %(default)s)")
+    p.add_argument("--prefill-chunk", type=int, default=None, help="in-process engine: prompt tokens prefilled per step while other requests decode, longer prompts in slices (default: 256 on CPU, 2048 on GPU; 0: whole prompts)")
     p.add_argument("--last-number-fallback", action="store_true", help="vote on an unmarked final number when a candidate has no boxed answer")
     p.add_argument("--graceful-shutdown-s", type=float, default=30.0, help="on SIGTERM, how long requests in progress may finish before their connections close (default: %(default)s)")
     p.add_argument("--log-level", default="info", help="uvicorn log level (default: %(default)s)")
@@ -68,6 +69,7 @@ def build_app(args):
         max_concurrent_requests=args.max_concurrent_requests,
         batch_window_ms=args.batch_window_ms,
         max_concurrent_solves=args.max_concurrent_solves,
+        prefill_chunk=args.prefill_chunk,
         last_number_fallback=args.last_number_fallback,
     )
     engine = make_engine(args)

@@ -248,7 +248,14 @@ class TransformersLiveBatch:
             encoded.append(ids)
         return encoded
 
-    def add(self, requests, params=None, *, first_index: int = 0, encoded: list[list[int]] | None = None) -> None:
+    def start_prefill(self, encoded: list[list[int]]):
+        """Begin prefilling these prompts (token ids, as `encode` gives them) without adding rows: `step(max_tokens)`
+        the result until `done`, then pass it to `add(..., encoded=encoded, prefilled=it)`."""
+        if not self.is_continuous:
+            raise NotImplementedError("this live batch cannot admit rows once started")
+        return self.session.start_prefill([ids[:-1] for ids in encoded])
+
+    def add(self, requests, params=None, *, first_index: int = 0, encoded: list[list[int]] | None = None, prefilled=None) -> None:
         reqs, plist = as_lists(requests, params)
         check_first_index(first_index)
         if not reqs:
@@ -277,7 +284,10 @@ class TransformersLiveBatch:
                 )
         old = len(self.rows)
         before = self.session.num_prefilled
-        self.session.add_rows(prompts)  # one cache row per request...
+        if prefilled is None:
+            self.session.add_rows(prompts)  # one cache row per request...
+        else:
+            self.session.add_prefilled(prefilled)
         self.usage.num_prefill_tokens += self.session.num_prefilled - before
         # ...then forked to n rows, in request order, after the existing rows.
         expand = list(range(old)) + [old + i for i, p in enumerate(plist) for _ in range(p.n)]

@@ -122,9 +122,12 @@ class LlamaRunner:
         gate, up = layer.gate_up(self._rms(x, layer.norm_mlp)).chunk(2, -1)
         return x + layer.down(F.silu(gate) * up)
 
-    def _full(self, tokens: torch.Tensor, positions: torch.Tensor, valid: torch.Tensor, *, keep_kv: bool):
+    def _full(self, tokens: torch.Tensor, positions: torch.Tensor, valid: torch.Tensor, *, keep_kv: bool, past=None):
         """Causal pass over left-padded inputs (B, T); returns hidden states before the final norm and, if
         asked, per-layer keys and values (L, B, KVH, T, D).
+
+        `past` (keys, values (L, B, KVH, Tp, D), validity (B, Tp)): earlier columns of the same rows, which
+        every query also attends to (chunked prefill: a long prompt computed a slice of columns at a time).
 
         Pad queries attend to themselves so their rows stay finite (a fully masked softmax is NaN, and NaN
         values would leak through masked columns later).
@@ -134,21 +137,26 @@ class LlamaRunner:
         cos, sin = self._rope_tables(positions)
         causal = torch.ones(T, T, dtype=torch.bool, device=tokens.device).tril()
         mask = (causal & valid[:, None, :]) | torch.eye(T, dtype=torch.bool, device=tokens.device)
-        mask = mask[:, None]  # (B, 1, T, T)
+        if past is not None:
+            mask = torch.cat([past[2][:, None, :].expand(B, T, -1), mask], dim=2)  # (B, T, Tp + T)
+        mask = mask[:, None]  # (B, 1, T, Tp + T)
         ks, vs = [], []
-        for layer in self.layers:
+        for i, layer in enumerate(self.layers):
             q, k, v = self._qkv(layer, self._rms(x, layer.norm_attn), cos, sin)
             if keep_kv:
                 ks.append(k)
                 vs.append(v)
+            if past is not None:
+                k, v = torch.cat([past[0][i], k], 2), torch.cat([past[1][i], v], 2)
             o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=self.group > 1)
             x = x + layer.o(o.transpose(1, 2).reshape(B, T, -1))
             x = self._mlp(layer, x)
         return x, ks, vs
 
-    def prefill(self, tokens: torch.Tensor, positions: torch.Tensor, valid: torch.Tensor):
-        """Run left-padded prompts (B, T); return per-layer keys and values (L, B, KVH, T, D) to cache."""
-        _, ks, vs = self._full(tokens, positions, valid, keep_kv=True)
+    def prefill(self, tokens: torch.Tensor, positions: torch.Tensor, valid: torch.Tensor, past=None):
+        """Run left-padded prompts (B, T) (or their next columns after `past`, as in `_full`); return per-layer
+        keys and values (L, B, KVH, T, D) to cache."""
+        _, ks, vs = self._full(tokens, positions, valid, keep_kv=True, past=past)
         return torch.stack(ks), torch.stack(vs)
 
     def hidden_states(self, tokens: torch.Tensor, positions: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ import torch
 
 from ._llama import LlamaRunner
 
-__all__ = ["NativeSession", "HFSession", "cache_kwarg"]
+__all__ = ["NativeSession", "HFSession", "PendingPrefill", "cache_kwarg"]
 
 PREFILL_TOKENS_PER_FORWARD = {"cpu": 1024}
 """Padded tokens per prefill forward, by device type (default 4096: bounds activation memory). On CPU big
@@ -75,6 +75,59 @@ def _chunks(prompts: list[list[int]], budget: int):
         start = end
 
 
+class PendingPrefill:
+    """Prompts being prefilled, a slice of columns at a time if asked (chunked prefill): a scheduler interleaves
+    the slices with decode steps of the rows already running, so a long prompt does not stall them. Each slice
+    attends to the columns before it; the keys and values are the whole prompts' (to rounding: the attention
+    is split differently). Nothing enters the cache until `NativeSession.add_prefilled`."""
+
+    def __init__(self, runner: LlamaRunner, prompts: list[list[int]]) -> None:
+        self.runner = runner
+        self.num_prefilled = 0
+        self.num_forwards = 0
+        # [tokens, positions, valid, columns done, keys, values] per group of prompts sharing one forward
+        self._groups = [[*_left_pad(chunk, runner.device), 0, None, None] for chunk in _chunks(prompts, _prefill_budget(torch.device(runner.device)))]
+
+    @property
+    def done(self) -> bool:
+        return all(g[3] >= g[0].shape[1] for g in self._groups)
+
+    @property
+    def num_tokens_left(self) -> int:
+        """Padded tokens still to compute."""
+        return sum(g[0].shape[0] * (g[0].shape[1] - g[3]) for g in self._groups)
+
+    def step(self, max_tokens: int | None = None) -> None:
+        """Compute up to about `max_tokens` more padded prompt tokens (all of them if None; at least one column)."""
+        left = max_tokens
+        for g in self._groups:
+            tokens, positions, valid, at, k, v = g
+            B, P = tokens.shape
+            while at < P and (left is None or left > 0):
+                end = P if left is None else min(P, at + max(1, left // B))
+                past = None if k is None else (k, v, valid[:, :at])
+                k_new, v_new = self.runner.prefill(tokens[:, at:end], positions[:, at:end], valid[:, at:end], past)
+                k, v = (k_new, v_new) if k is None else (torch.cat([k, k_new], 3), torch.cat([v, v_new], 3))
+                self.num_forwards += 1
+                self.num_prefilled += int(valid[:, at:end].sum())
+                if left is not None:
+                    left -= B * (end - at)
+                at = end
+            g[3], g[4], g[5] = at, k, v
+            if left is not None and left <= 0:
+                return
+
+    def parts(self) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """(keys, values (L, B, KVH, P, D), validity (B, P)) per group, as `KVCache.append_parts` takes them."""
+        L, KVH, D = len(self.runner.layers), self.runner.num_kv_heads, self.runner.head_dim
+        out = []
+        for tokens, _, valid, _, k, v in self._groups:
+            if k is None:  # empty prompts: nothing to compute
+                k = v = torch.zeros(L, tokens.shape[0], KVH, 0, D, dtype=self.runner.dtype, device=self.runner.device)
+            out.append((k, v, valid))
+        return out
+
+
 class NativeSession:
     supports_add = True
 
@@ -88,18 +141,21 @@ class NativeSession:
     def num_rows(self) -> int:
         return self.cache.num_rows
 
+    def start_prefill(self, prompts: list[list[int]]) -> PendingPrefill:
+        return PendingPrefill(self.runner, prompts)
+
     def add_rows(self, prompts: list[list[int]]) -> None:
-        parts = []
-        for chunk in _chunks(prompts, _prefill_budget(torch.device(self.runner.device))):
-            tokens, positions, valid = _left_pad(chunk, self.runner.device)
-            if tokens.shape[1]:
-                k, v = self.runner.prefill(tokens, positions, valid)
-                self.num_forwards += 1
-                self.num_prefilled += int(valid.sum())
-            else:
-                L, KVH, D = len(self.runner.layers), self.runner.num_kv_heads, self.runner.head_dim
-                k = v = torch.zeros(L, len(chunk), KVH, 0, D, dtype=self.runner.dtype, device=self.runner.device)
-            parts.append((k, v, valid))
+        pending = self.start_prefill(prompts)
+        pending.step()
+        self.add_prefilled(pending)
+
+    def add_prefilled(self, pending: PendingPrefill) -> None:
+        """Append the rows of a finished `PendingPrefill`."""
+        if not pending.done:
+            raise ValueError("add_prefilled needs a finished prefill; call step() until done")
+        self.num_forwards += pending.num_forwards
+        self.num_prefilled += pending.num_prefilled
+        parts = pending.parts()
         if parts:  # appended together: the history moves at most once, for the longest prompt
             self.cache.append_parts(parts)
 

@@ -4,9 +4,10 @@ One tick:
 1. admit queued programs while their expected rows fit `max_rows` (a program always runs when nothing else does);
 2. resume every program whose operation is answered, in admission order, until each posts its next operation
    (`add`, `advance`, `score`) or ends; row surgery and reads happen on the spot;
-3. prefill the queued `add`s, up to `prefill_tokens` per tick so a long prompt does not stall running decodes
-   for long; then one scorer call for every queued `score` (answers split back, usage shared by text size);
-   programs answered here go back to step 2;
+3. prefill the queued `add`s, up to `prefill_tokens` per tick; with `prefill_chunk` set and rows decoding, at
+   most that many prompt tokens per tick, a longer prompt split over ticks (chunked prefill), so a long prompt
+   does not stall running decodes; then one scorer call for every queued `score` (answers split back, usage
+   shared by text size); programs answered here go back to step 2;
 4. decode: one `step` of the shared live batch for every row in an advance, at most `step_chunk` tokens, and
    returning early when some program's advance completes; completed advances are answered.
 
@@ -34,12 +35,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._errors import ValidationError
-from ..engines import BatchSizedEngine, SteppableBatch
+from ..engines import BatchSizedEngine, ModelEngine, SteppableBatch
 from ..scorers import ScorerUsage
 from ._program import Cancelled, Program
 from ._views import AddOp, AdvanceOp, ProgramBatch, ProgramEngine, ProgramScorer, ScoreOp, add_scorer_usage
 
-__all__ = ["DEFAULT_STEP_CHUNK", "Handle", "Scheduler", "SchedulerStats"]
+__all__ = ["DEFAULT_STEP_CHUNK", "Handle", "Scheduler", "SchedulerStats", "serve_prefill_chunk"]
 
 DEFAULT_STEP_CHUNK = 8
 """Decode steps between looking at the queue: bounds how long a newly arrived program waits to join (8 steps
@@ -50,6 +51,18 @@ DEFAULT_PREFILL_TOKENS = 2048
 on a GPU."""
 
 DEFAULT_MAX_ROWS = 64
+
+SERVE_PREFILL_CHUNK = {"cpu": 256}
+"""Serve's `prefill_chunk` by device type (default 2048): a 256-token slice is ~0.5 s of this 2-core CPU, the
+longest a streamed reply pauses while a new request's prompt is prefilled."""
+
+
+def serve_prefill_chunk(engine) -> int:
+    """`prefill_chunk` for a server on `engine`: by the device its model runs on (2048 for remote engines, which
+    the scheduler runs serially anyway)."""
+    if isinstance(engine, ModelEngine):
+        return SERVE_PREFILL_CHUNK.get(next(engine.model.parameters()).device.type, 2048)
+    return 2048
 
 
 @dataclass
@@ -66,6 +79,8 @@ class SchedulerStats:
     num_score_calls: int = 0
     num_score_requests: int = 0
     num_prefills: int = 0
+    num_prefill_slices: int = 0
+    """Ticks that computed part of a prompt too long for one tick (chunked prefill)."""
     num_admissions: int = 0
     """Ticks that admitted at least one program."""
     max_programs: int = 0
@@ -128,6 +143,7 @@ class Scheduler:
         max_rows: int | None = None,
         step_chunk: int = DEFAULT_STEP_CHUNK,
         prefill_tokens: int = DEFAULT_PREFILL_TOKENS,
+        prefill_chunk: int | None = None,
         interactive_rows: int = 0,
         reserve_rows: int = 0,
         reserve_cols: int = 0,
@@ -141,6 +157,12 @@ class Scheduler:
         self.reserve_cols = reserve_cols
         self.step_chunk = step_chunk
         self.prefill_tokens = prefill_tokens
+        self.prefill_chunk = prefill_chunk
+        """With rows decoding, prompt tokens prefilled per tick at most; a program whose prompts are longer is
+        prefilled over several ticks, decode steps in between (None: whole prompts, `prefill_tokens` per tick;
+        what the eval uses, so its prefills are computed exactly as `generate`'s)."""
+        self._prefilling: tuple[Handle, Any] | None = None  # (program, its PendingPrefill) of a chunked prefill
+        self._prefilled_this_tick = 0  # prompt tokens (padded) prefilled in the current tick
         self.interactive_rows = interactive_rows
         self.stats = SchedulerStats()
         self.batch = None
@@ -219,6 +241,7 @@ class Scheduler:
 
     # -- one tick -----------------------------------------------------------------------------------------
     def _tick(self) -> None:
+        self._prefilled_this_tick = 0
         self._apply_cancels()
         self._admit()
         if not self.batched:
@@ -331,15 +354,34 @@ class Scheduler:
         return [h for h in self._running if isinstance(h.program.op, kind) and all(r[0] is not h for r in self._ready)]
 
     def _do_adds(self) -> bool:
+        """Prefill waiting `add`s within this tick's prompt tokens (`prefill_chunk`, else `prefill_tokens`; no
+        limit while no rows decode). True when some program got its rows (it runs on); False when nothing was
+        added (nothing waiting, the tick's tokens spent, or only a slice of a long prompt computed), so the
+        decode steps come next."""
+        limit = (self.prefill_chunk or self.prefill_tokens) if self._waiting(AdvanceOp) else None
+        left = None if limit is None else limit - self._prefilled_this_tick
+        if left is not None and left <= 0:
+            return False
+        if self._prefilling is not None:
+            return self._go_on_prefilling(left)
         todo = self._waiting(AddOp)
         if not todo:
             return False
-        budget, take = self.prefill_tokens, []
-        for h in todo:
-            if take and h.program.op.num_tokens > budget:
+        first = todo[0].program.op
+        if left is not None and first.num_tokens > left and self._prefilled_this_tick:
+            return False  # the next tick's
+        if self.prefill_chunk and left is not None and first.num_tokens > left:
+            # Too long for one tick while others decode: this program's prompts go in slices, one per tick.
+            self._prefilling = (todo[0], self.batch.start_prefill(first.encoded))
+            return self._go_on_prefilling(left)
+        take = []
+        for h in todo:  # at least one program, then whatever fits
+            n = h.program.op.num_tokens
+            if take and left is not None and n > left:
                 break
-            budget -= h.program.op.num_tokens
             take.append(h)
+            left = None if left is None else left - n
+            self._prefilled_this_tick += n
         # Longest prompts first, like `generate`: shorter ones then fit left of the shared write column, so the
         # cache never shifts. One `add` (one prefill pass, one row expansion) per first index.
         take.sort(key=lambda h: -max(len(ids) for ids in h.program.op.encoded))
@@ -361,7 +403,28 @@ class Scheduler:
             self._ready.extend((h, None, None) for h in hs)
         return True
 
-    def _add(self, ops: list[AddOp], first_index: int) -> None:
+    def _go_on_prefilling(self, max_tokens: int | None) -> bool:
+        h, pending = self._prefilling
+        if h.done or h.program.cancelled:  # cancelled mid-prefill: nothing was added, drop the work
+            self._prefilling = None
+            return False
+        before = pending.num_tokens_left
+        pending.step(max_tokens)
+        self._prefilled_this_tick += before - pending.num_tokens_left
+        self.stats.num_prefill_slices += 1
+        if not pending.done:
+            return False
+        self._prefilling = None
+        op = h.program.op
+        try:
+            self._add([op], op.first_index, prefilled=pending)
+        except Exception as exc:
+            self._ready.append((h, None, exc))
+            return True
+        self._ready.append((h, None, None))
+        return True
+
+    def _add(self, ops: list[AddOp], first_index: int, prefilled=None) -> None:
         batch = self.batch
         if len(batch) == 0:
             batch.reset()  # columns from zero, buffers kept
@@ -370,7 +433,7 @@ class Scheduler:
         first = len(batch)
         requests = [r for op in ops for r in op.requests]
         params = [p for op in ops for p in op.params]
-        batch.add(requests, params, first_index=first_index, encoded=[ids for op in ops for ids in op.encoded])
+        batch.add(requests, params, first_index=first_index, encoded=[ids for op in ops for ids in op.encoded], prefilled=prefilled)
         self.stats.num_prefills += 1
         at = first
         for op in ops:

@@ -147,7 +147,7 @@ def create_app(engine, scorer=None, config: ServeConfig | None = None):
         raise MissingDependencyError("fastapi", "serve", "testtime serve") from None
 
     config = config or ServeConfig()
-    batcher = Batcher(engine, scorer, policy=config.policy, window_s=config.batch_window_ms / 1000, max_batch=config.max_batch_requests, max_solving=config.max_concurrent_solves)
+    batcher = Batcher(engine, scorer, policy=config.policy, window_s=config.batch_window_ms / 1000, max_batch=config.max_batch_requests, max_solving=config.max_concurrent_solves, prefill_chunk=config.prefill_chunk)
     admitted = {"n": 0}  # requests queued or running; only touched on the event loop, so no lock
 
     @asynccontextmanager

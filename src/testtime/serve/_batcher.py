@@ -47,7 +47,7 @@ from dataclasses import dataclass, field, replace
 
 from .._errors import EngineError, TesttimeError, ValidationError
 from ..engines import ConcurrentEngine, PromptEncoder, Request, SamplingParams
-from ..scheduler import Scheduler
+from ..scheduler import Scheduler, serve_prefill_chunk
 from ..scheduler._views import add_scorer_usage
 from ..scorers import ScorerUsage
 from ..strategies import STRATEGIES, SolveResult, make_strategy, parse_strategy_spec, problem_seed
@@ -147,7 +147,7 @@ def _deliver(future: asyncio.Future, result=None, error: BaseException | None = 
 class Batcher:
     """Owns the engine on one worker thread and solves queued jobs in batches."""
 
-    def __init__(self, engine, scorer=None, *, policy=None, window_s: float = 0.005, max_batch: int = 32, max_solving: int = 8) -> None:
+    def __init__(self, engine, scorer=None, *, policy=None, window_s: float = 0.005, max_batch: int = 32, max_solving: int = 8, prefill_chunk: int | None = None) -> None:
         self.engine = engine
         self.scorer = scorer
         self.policy = policy  # for jobs asking for the `optimal` strategy
@@ -155,6 +155,8 @@ class Batcher:
         self.max_batch = max_batch
         self.max_solving = max_solving
         """On a `ConcurrentEngine`: groups solved at once (the per-server limit on concurrent programs)."""
+        self.prefill_chunk = serve_prefill_chunk(engine) if prefill_chunk is None else prefill_chunk or None
+        """The scheduler's `prefill_chunk` (ServeConfig's; 0 there means whole prompts, None here)."""
         self._pool: ThreadPoolExecutor | None = None
         self._counts = threading.Lock()  # num_batches / num_jobs, bumped from the pool's threads
         self._scoring = threading.Lock()  # one scorer call at a time: in-process scorers are not thread-safe
@@ -202,7 +204,7 @@ class Batcher:
     def _run(self) -> None:
         # The KV budget is allocated once, on the first request (64 rows x 1024 columns: ~3 GB for the embedded
         # model in fp32), so admissions under load never reallocate the cache.
-        self.scheduler = Scheduler(self.engine, self.scorer, interactive_rows=1, reserve_rows=RESERVE_ROWS, reserve_cols=RESERVE_COLS)
+        self.scheduler = Scheduler(self.engine, self.scorer, interactive_rows=1, reserve_rows=RESERVE_ROWS, reserve_cols=RESERVE_COLS, prefill_chunk=self.prefill_chunk)
         if self.scheduler.batched:
             self._run_scheduled()
             return

@@ -46,6 +46,10 @@ class ServeConfig:
     """On an engine that takes concurrent callers (`--engine openai`): groups of requests solved at once, each
     its own `solve_batch` call; more wait for a free one. The in-process engine merges every request into one
     batch instead."""
+    prefill_chunk: int | None = None
+    """In-process engine: prompt tokens prefilled per scheduler tick while other requests decode; a longer prompt
+    is prefilled over several ticks with decode steps in between (chunked prefill), so streamed replies pause
+    for one slice at most. None: by device (256 on CPU, ~0.5 s on 2 cores; 2048 on GPU); 0: whole prompts."""
     last_number_fallback: bool = False
     """Count an unmarked final number as a candidate's answer when voting (arith/gsm8k-style prompts)."""
     policy: object = None
@@ -76,5 +80,11 @@ class ServeConfig:
         )
         check(0 <= self.temperature <= 2, f"`temperature` must be in [0, 2] (OpenAI's range), got {self.temperature}.", parameter="temperature", value=self.temperature)
         check(0 < self.top_p <= 1, f"`top_p` must be in (0, 1], got {self.top_p}.", parameter="top_p", value=self.top_p)
+        check(
+            self.prefill_chunk is None or (isinstance(self.prefill_chunk, int) and not isinstance(self.prefill_chunk, bool) and self.prefill_chunk >= 0),
+            f"`prefill_chunk` must be an integer >= 0 (0: whole prompts) or None, got {self.prefill_chunk!r}.",
+            parameter="prefill_chunk",
+            value=self.prefill_chunk,
+        )
         check(self.batch_window_ms >= 0, f"`batch_window_ms` must be >= 0, got {self.batch_window_ms}.", parameter="batch_window_ms", value=self.batch_window_ms)
         check(self.api_key is None or len(self.api_key) > 0, "`api_key` must be a non-empty string or None.", parameter="api_key")
