@@ -81,7 +81,7 @@ def trace(monkeypatch, scheduler) -> list[str]:
 
 def test_a_long_prompt_admitted_while_others_decode_goes_in_slices_between_their_steps(engine, monkeypatch):
     alone = Scheduler(engine).map([program(SHORT, 2, 30), program(LONG, 2, 6)])
-    scheduler = Scheduler(engine, prefill_chunk=16, step_chunk=2)
+    scheduler = Scheduler(engine, prefill_chunk=16, step_chunk=2, interactive_rows=2)
     events = trace(monkeypatch, scheduler)
     first = scheduler.submit(program(SHORT, 2, 30), rows=2)
     while len(scheduler.batch) == 0:  # the short prompt fits one tick: no slices
@@ -114,8 +114,20 @@ def test_prompts_queued_while_others_decode_get_one_tick_budget_each_tick(engine
     assert first.result() and all(h.result() for h in others)
 
 
+def test_while_only_wider_programs_decode_a_long_prompt_is_prefilled_at_once(engine, monkeypatch):
+    """Slices are for interactive programs (a streamed reply waits on every token); bulk ones get prompts in whole."""
+    scheduler = Scheduler(engine, prefill_chunk=16, step_chunk=2, interactive_rows=1)
+    events = trace(monkeypatch, scheduler)
+    scheduler.submit(program(SHORT, 2, 30), rows=2)
+    while len(scheduler.batch) == 0:
+        scheduler.tick()
+    scheduler.submit(program(LONG, 2, 6), rows=2)
+    scheduler.run()
+    assert scheduler.stats.num_prefill_slices == 0 and "slice" not in events and events.count("whole") == 2
+
+
 def test_with_nothing_decoding_a_long_prompt_is_prefilled_at_once(engine, monkeypatch):
-    scheduler = Scheduler(engine, prefill_chunk=16)
+    scheduler = Scheduler(engine, prefill_chunk=16, interactive_rows=2)
     events = trace(monkeypatch, scheduler)
     scheduler.map([program(LONG, 2, 4)])
     assert scheduler.stats.num_prefill_slices == 0 and "slice" not in events
@@ -123,7 +135,7 @@ def test_with_nothing_decoding_a_long_prompt_is_prefilled_at_once(engine, monkey
 
 def test_a_program_cancelled_mid_prefill_adds_no_rows(engine):
     alone = Scheduler(engine).map([program(SHORT, 2, 30)])
-    scheduler = Scheduler(engine, prefill_chunk=16, step_chunk=2)
+    scheduler = Scheduler(engine, prefill_chunk=16, step_chunk=2, interactive_rows=2)
     first = scheduler.submit(program(SHORT, 2, 30), rows=2)
     while len(scheduler.batch) == 0:
         scheduler.tick()

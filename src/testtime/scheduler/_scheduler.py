@@ -4,9 +4,9 @@ One tick:
 1. admit queued programs while their expected rows fit `max_rows` (a program always runs when nothing else does);
 2. resume every program whose operation is answered, in admission order, until each posts its next operation
    (`add`, `advance`, `score`) or ends; row surgery and reads happen on the spot;
-3. prefill the queued `add`s, up to `prefill_tokens` per tick; with `prefill_chunk` set and rows decoding, at
-   most that many prompt tokens per tick, a longer prompt split over ticks (chunked prefill), so a long prompt
-   does not stall running decodes; then one scorer call for every queued `score` (answers split back, usage
+3. prefill the queued `add`s, up to `prefill_tokens` per tick while rows decode; with `prefill_chunk` set and
+   an interactive program decoding, at most that many prompt tokens per tick, a longer prompt split over ticks
+   (chunked prefill), so a long prompt does not stall a streamed reply; then one scorer call for every queued `score` (answers split back, usage
    shared by text size); programs answered here go back to step 2;
 4. decode: one `step` of the shared live batch for every row in an advance, at most `step_chunk` tokens, and
    returning early when some program's advance completes; completed advances are answered.
@@ -158,9 +158,10 @@ class Scheduler:
         self.step_chunk = step_chunk
         self.prefill_tokens = prefill_tokens
         self.prefill_chunk = prefill_chunk
-        """With rows decoding, prompt tokens prefilled per tick at most; a program whose prompts are longer is
-        prefilled over several ticks, decode steps in between (None: whole prompts, `prefill_tokens` per tick;
-        what the eval uses, so its prefills are computed exactly as `generate`'s)."""
+        """While an interactive program (at most `interactive_rows` rows) decodes, prompt tokens prefilled per
+        tick at most; a program whose prompts are longer is prefilled over several ticks, decode steps in
+        between (None: whole prompts, `prefill_tokens` per tick; what the eval uses, so its prefills are
+        computed exactly as `generate`'s)."""
         self._prefilling: tuple[Handle, Any] | None = None  # (program, its PendingPrefill) of a chunked prefill
         self._prefilled_this_tick = 0  # prompt tokens (padded) prefilled in the current tick
         self.interactive_rows = interactive_rows
@@ -358,7 +359,11 @@ class Scheduler:
         limit while no rows decode). True when some program got its rows (it runs on); False when nothing was
         added (nothing waiting, the tick's tokens spent, or only a slice of a long prompt computed), so the
         decode steps come next."""
-        limit = (self.prefill_chunk or self.prefill_tokens) if self._waiting(AdvanceOp) else None
+        decoding = self._waiting(AdvanceOp)
+        # Slices only while an interactive program decodes: it waits on every token (a streamed reply), where
+        # bulk programs want their prompts in as fast as possible (slicing throttled serve's 8-client load).
+        chunk = self.prefill_chunk if self.interactive_rows and any(len(h.program.op.batch) <= self.interactive_rows for h in decoding) else None
+        limit = (chunk or self.prefill_tokens) if decoding else None
         left = None if limit is None else limit - self._prefilled_this_tick
         if left is not None and left <= 0:
             return False
@@ -370,7 +375,7 @@ class Scheduler:
         first = todo[0].program.op
         if left is not None and first.num_tokens > left and self._prefilled_this_tick:
             return False  # the next tick's
-        if self.prefill_chunk and left is not None and first.num_tokens > left:
+        if chunk and first.num_tokens > left:
             # Too long for one tick while others decode: this program's prompts go in slices, one per tick.
             self._prefilling = (todo[0], self.batch.start_prefill(first.encoded))
             return self._go_on_prefilling(left)
