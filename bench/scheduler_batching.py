@@ -33,7 +33,7 @@ def run(sched, problems, args) -> dict:
     steps_before = sched.stats.num_steps
 
     def body(p):
-        return lambda e, s: make_strategy("majority", e, None, sampling=sampling, seed=1).solve_batch([p], 4)[0]
+        return lambda e, s: make_strategy("majority", e, None, n=4, sampling=sampling, seed=1).solve_batch([p])[0]
 
     prof = cProfile.Profile()
     t0 = time.perf_counter()

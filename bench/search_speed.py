@@ -60,12 +60,12 @@ class TimedScorer:
             self.seconds += time.perf_counter() - t0
 
 
-def run(strategy, problems, budget, scorer: TimedScorer) -> dict:
+def run(strategy, problems, scorer: TimedScorer) -> dict:
     engine = strategy.engine
     e0 = engine.usage.copy()
     s0, st0 = scorer.usage.copy(), scorer.seconds
     t0 = time.perf_counter()
-    results = strategy.solve(problems, budget)
+    results = strategy.solve(problems)
     wall = time.perf_counter() - t0
     e = engine.usage - e0
     s = scorer.usage - s0
@@ -131,9 +131,9 @@ def main() -> None:
     out = {}
     with torch.inference_mode():
         for name in names:
-            run(makers[name](warm_sampling), warm, args.n, scorer)  # warm-up (32 tokens), excluded
+            run(makers[name](warm_sampling), warm, scorer)  # warm-up (32 tokens), excluded
             strat = makers[name](sampling)
-            out[name] = r = run(strat, problems, args.n, scorer)
+            out[name] = r = run(strat, problems, scorer)
             print(
                 f"{name:>5}: wall {r['wall']:7.1f}s (engine+search {r['wall'] - r['scorer_s']:7.1f}s, scorer {r['scorer_s']:6.1f}s)  "
                 f"generated {r['generated']:>7}  prefilled {r['prefill']:>7}  scored {r['scored']:>8}  "

@@ -114,7 +114,7 @@ def test_solve_runs_optimal_with_a_policy_and_refuses_it_without_one(model_dir, 
     shown = [CANDIDATE_LINE.match(line).groups() for line in printed if CANDIDATE_LINE.match(line)]
     problem = Problem(id="cli", question=question, messages=build_messages(question, system_prompt=GSM8K_SYSTEM_PROMPT), last_number_fallback=True)
     sampling = SamplingParams(temperature=0.8, top_p=1.0, max_tokens=8)
-    want = OptimalStrategy(engine, load_scorer(SCORER, engine=engine), policy=policy, sampling=sampling, seed=3).solve(problem, 4)[0]
+    want = OptimalStrategy(engine, load_scorer(SCORER, engine=engine), policy=policy, sampling=sampling, seed=3).at_budget(4).solve(problem)[0]
     assert len(shown) == 4 and [(int(i), a, int(t)) for _, i, a, _, t in shown] == [(c.index, str(c.answer), c.num_tokens) for c in want.candidates]
     assert next(line for line in printed if line.startswith("answer: ")).startswith(f"answer: {want.answer}  (optimal, n=4,")
 

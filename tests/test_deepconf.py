@@ -204,7 +204,7 @@ def test_adaptive_stops_after_the_wave_where_the_posterior_passes():
     # Wave 2: 5,5,5,5 -> a = 7, b = 1: P(Bin(9, 1/2) <= 7) = 502/512 = 0.98 -> stop at 8 samples.
     # "q2" never settles (all different) and runs to the budget 16.
     eng = answers_engine({"q1": ["5", "5", "5", "7"] + ["5"] * 12, "q2": [str(i) for i in range(16)]})
-    r1, r2 = AdaptiveConsistency(eng, params=AdaptiveParams(wave=4), sampling=SAMPLING).solve([problem("q1"), problem("q2")], 16)
+    r1, r2 = AdaptiveConsistency(eng, params=AdaptiveParams(n=16, wave=4), sampling=SAMPLING).solve([problem("q1"), problem("q2")])
     assert len(r1.candidates) == 8 and r1.details["stop_probability"] == pytest.approx(502 / 512) and r1.answer == "5"
     assert len(r2.candidates) == 16 and r2.details["samples"] == 16
     assert [c.index for c in r1.candidates] == list(range(8))
@@ -213,11 +213,11 @@ def test_adaptive_stops_after_the_wave_where_the_posterior_passes():
 
 def test_adaptive_with_four_agreeing_votes_stops_after_one_wave():
     eng = answers_engine({"q": ["5"] * 16})
-    res = AdaptiveConsistency(eng, params=AdaptiveParams(wave=4), sampling=SAMPLING).solve(problem(), 16)[0]
+    res = AdaptiveConsistency(eng, params=AdaptiveParams(n=16, wave=4), sampling=SAMPLING).solve(problem())[0]
     assert len(res.candidates) == 4 and res.details["stop_probability"] == 31 / 32
     # Three agreeing votes (15/16 < 0.95) are not enough: with waves of 3 it takes a second wave.
     eng = answers_engine({"q": ["5"] * 16})
-    assert len(AdaptiveConsistency(eng, params=AdaptiveParams(wave=3), sampling=SAMPLING).solve(problem(), 16)[0].candidates) == 6
+    assert len(AdaptiveConsistency(eng, params=AdaptiveParams(n=16, wave=3), sampling=SAMPLING).solve(problem())[0].candidates) == 6
 
 
 def test_registered_names():
@@ -253,7 +253,7 @@ def test_online_on_the_in_process_engine_counts_exactly_the_tokens_generated(tin
 def test_adaptive_samples_are_majoritys_first_samples(tiny):
     p = Problem(id="t", question="What is 6 * 7?", answer="42")
     sampling = SamplingParams(temperature=1.0, max_tokens=24)
-    ada = AdaptiveConsistency(tiny, params=AdaptiveParams(wave=2), sampling=sampling, seed=3).solve(p, 6)[0]
+    ada = AdaptiveConsistency(tiny, params=AdaptiveParams(n=6, wave=2), sampling=sampling, seed=3).solve(p)[0]
     maj = MajorityVote(tiny, params=SamplingStrategyParams(n=6), sampling=sampling, seed=3).solve(p)[0]
     assert [c.text for c in ada.candidates] == [c.text for c in maj.candidates[: len(ada.candidates)]]
     assert math.isclose(ada.usage.num_generated_tokens, sum(c.num_tokens for c in ada.candidates))
@@ -263,4 +263,4 @@ def test_adaptive_samples_are_majoritys_first_samples(tiny):
 def test_a_prompt_too_long_is_named_by_its_problem(tiny, cls):
     problems = [Problem(id="short", question="hi"), Problem(id="long-one", question="hello world " * 200)]
     with pytest.raises(ValidationError, match=r"^problem long-one: prompt \(\d+ tokens\) \+ `max_tokens` \(100\) exceeds"):
-        cls(tiny, sampling=SamplingParams(max_tokens=100)).solve(problems, 2)
+        cls(tiny, sampling=SamplingParams(max_tokens=100)).at_budget(2).solve(problems)

@@ -155,7 +155,8 @@ def test_dispatch_by_predicted_level_reuses_the_probe_and_counts_it_in_the_budge
     engine, sc = ScriptedEngine(handler), scorer()
     opt = OptimalStrategy(engine, sc, policy=manual_policy(entries))
     probs = [Problem(id="E0", question="E0", answer="5"), Problem(id="B0", question="B0", answer="5")]
-    out = opt.solve(probs, 8)
+    opt = opt.at_budget(8)
+    out = opt.solve(probs)
     assert [(c["level"], c["strategy"], c["budget"]) for c in opt.choices] == [(1, "majority", 8), (5, "weighted", 8)]
     assert [c["score"] for c in opt.choices] == [pytest.approx(1.0), pytest.approx((0.1 + 0.3 + 0.1 + 0.1) / 4)]
     # Every problem got exactly 8 candidates: the 4 probe samples, then 4 more from their own seed stream.
@@ -177,14 +178,20 @@ def test_dispatch_by_predicted_level_reuses_the_probe_and_counts_it_in_the_budge
 
 @dataclass
 class FakeSearchParams:
+    n: int = 16
+    """Accepts only powers of two, like a search with a fixed width."""
     width: int = 1
     select: str = ""
     """"" (no final-choice rule: the probe cannot join) or a step-search rule such as "best"."""
     reduction: str = "last"
 
+    def __post_init__(self) -> None:
+        if self.n & (self.n - 1):
+            raise ValidationError(f"`n` must be a power of two, got {self.n}", parameter="n", value=self.n)
+
 
 class FakeSearch(Strategy):
-    """Records the budgets and params it is given; accepts only powers of two, like a search with a fixed width."""
+    """Records the budgets and params it is given."""
 
     name = "fakesearch"
     needs_scorer = True
@@ -192,13 +199,8 @@ class FakeSearch(Strategy):
     budgets: list[int] = []
     widths: list[int] = []
 
-    def __init__(self, engine, scorer=None, *, params=None, **kw):
-        super().__init__(engine, scorer, **kw)
-        self.params = params or FakeSearchParams()
-
-    def solve(self, problems, budget=None):
-        if budget & (budget - 1):
-            raise ValidationError(f"budget must be a power of two, got {budget}", parameter="budget", value=budget)
+    def solve(self, problems):
+        budget = self.params.n
         FakeSearch.budgets.append(budget)
         FakeSearch.widths.append(self.params.width)
         from testtime.strategies import Candidate
@@ -217,14 +219,16 @@ def test_dispatch_to_a_search_gives_it_what_the_probe_left(monkeypatch):
     policy = manual_policy(every_level(4, "fakesearch", ranking=ranking) + every_level(16, "fakesearch", ranking=ranking))
     engine = ScriptedEngine(handler)
     opt = OptimalStrategy(engine, scorer(), policy=policy)
-    (res,) = opt.solve([Problem(id="B0", question="B0", answer="5")], 16)
+    opt = opt.at_budget(16)
+    (res,) = opt.solve([Problem(id="B0", question="B0", answer="5")])
     # 16 - 4 probe samples = 12, refused (not a power of two), so the search runs at 8.
     assert FakeSearch.budgets == [8] and opt.choices[0]["budget"] == 8
     assert FakeSearch.widths == [2]  # the policy's params, built through the strategy's params_class
     assert res.answer == "5" and res.strategy == "optimal"
     assert res.usage.num_generated_tokens == 80 + 4 * len(answer_text("3"))  # the search's own + the probe's
     # At N=4 the probe takes the whole budget: the search is infeasible, the next choice (majority) runs.
-    (res4,) = opt.solve([Problem(id="B0", question="B0", answer="5")], 4)
+    opt = opt.at_budget(4)
+    (res4,) = opt.solve([Problem(id="B0", question="B0", answer="5")])
     assert FakeSearch.budgets == [8] and opt.choices[0]["strategy"] == "majority" and len(res4.candidates) == 4
 
 
@@ -233,7 +237,8 @@ def test_the_probe_answers_join_a_searchs_final_choice(monkeypatch):
     FakeSearch.budgets, FakeSearch.widths = [], []
     policy = manual_policy(every_level(16, "fakesearch", {"select": "best"}))
     opt = OptimalStrategy(ScriptedEngine(handler), scorer(), policy=policy)
-    (res,) = opt.solve([Problem(id="B0", question="B0", answer="5")], 16)
+    opt = opt.at_budget(16)
+    (res,) = opt.solve([Problem(id="B0", question="B0", answer="5")])
     # The search found "3" (score 0.2); B's probe answers 3, 5, 3, 7 score 0.1, 0.3, 0.1, 0.1: best is the probe's 5.
     assert [c.answer for c in res.candidates] == ["3", "3", "5", "3", "7"]
     assert [c.index for c in res.candidates] == [0, 1, 2, 3, 4]
@@ -339,21 +344,24 @@ def test_probe_free_dispatch_runs_the_choice_with_the_whole_budget_and_its_own_s
     policy.probe_free_budgets = [8, 16]
     engine = ScriptedEngine(handler)
     opt = OptimalStrategy(engine, scorer(), policy=policy, seed=3)
-    (res,) = opt.solve([Problem(id="B0", question="B0", answer="5")], 16)
+    opt = opt.at_budget(16)
+    (res,) = opt.solve([Problem(id="B0", question="B0", answer="5")])
     assert FakeSearch.budgets == [16] and FakeSearch.widths == [4] and engine.calls == []  # no probe was sampled
     assert res.strategy == "optimal" and res.usage.num_generated_tokens == 160 and len(res.candidates) == 1
     assert opt.choices == [{"problem_id": "B0", "n": 16, "score": None, "level": None, "strategy": "fakesearch", "params": {"width": 4}, "budget": 16}]
     # N=12 uses the N=8 entries (probe-free too); a sampling strategy draws all 12 in one call with the strategy's
     # own seed, as the single-strategy run it was chosen from did.
-    (res12,) = opt.solve([Problem(id="B0", question="B0", answer="5")], 12)
+    opt = opt.at_budget(12)
+    (res12,) = opt.solve([Problem(id="B0", question="B0", answer="5")])
     alone = ScriptedEngine(handler)
-    (single,) = STRATEGIES["weighted"](alone, scorer(), params=SamplingStrategyParams(reduction="min"), seed=3).solve([Problem(id="B0", question="B0", answer="5")], 12)
+    (single,) = STRATEGIES["weighted"](alone, scorer(), params=SamplingStrategyParams(n=12, reduction="min"), seed=3).solve([Problem(id="B0", question="B0", answer="5")])
     assert [(p.n, p.seed) for _, p in engine.calls] == [(p.n, p.seed) for _, p in alone.calls] and engine.calls[0][1].n == 12
     assert [c.text for c in res12.candidates] == [c.text for c in single.candidates] and len(res12.candidates) == 12
     assert res12.answer == single.answer == "5" and opt.choices[0]["budget"] == 12
     # The search refuses 12 (not a power of two) and runs at 8 without a probe to take from.
     policy.entries = every_level(8, "fakesearch")
-    (res12,) = opt.solve([Problem(id="B0", question="B0", answer="5")], 12)
+    opt = opt.at_budget(12)
+    (res12,) = opt.solve([Problem(id="B0", question="B0", answer="5")])
     assert FakeSearch.budgets == [16, 8] and opt.choices[0]["budget"] == 8
     with pytest.raises(ValidationError, match=r"`probe_free_budgets` names budgets with no entries: \[4\]"):
         Policy(entries=every_level(8, "majority"), edges=[0.2, 0.4, 0.6, 0.8], probe_free_budgets=[4])
@@ -371,11 +379,8 @@ class FakeBestSearch(FakeSearch):
     params_class = BestSearchParams
     answer = "3"
 
-    def __init__(self, engine, scorer=None, *, params=None, **kw):
-        super().__init__(engine, scorer, params=params or BestSearchParams(), **kw)
-
-    def solve(self, problems, budget=None):
-        return [replace(r, answer=self.answer, candidates=[replace(c, answer=self.answer) for c in r.candidates]) for r in super().solve(problems, budget)]
+    def solve(self, problems):
+        return [replace(r, answer=self.answer, candidates=[replace(c, answer=self.answer) for c in r.candidates]) for r in super().solve(problems)]
 
 
 def search_dev_rows(tmp_path, name, n, strategies=("majority", "weighted", "fakebest")):
@@ -394,7 +399,7 @@ def test_a_searchs_dev_number_after_a_probe_is_what_optimal_gets_online(monkeypa
     # (0.2) for the best-score choice. A's probe has a 9 (1.0, wrong), B's a 5 (0.3), C's two 5s, D only 3s (0.1),
     # E 9s: right on B and C only, though the search alone is never right.
     opt = OptimalStrategy(ScriptedEngine(handler), scorer(), policy=manual_policy(every_level(4, "fakebest"), num_probe=2))
-    online = {r.problem_id or p.id for p, r in zip(PROBLEMS, opt.solve(PROBLEMS, 4)) if r.answer == "5"}
+    online = {r.problem_id or p.id for p, r in zip(PROBLEMS, opt.at_budget(4).solve(PROBLEMS)) if r.answer == "5"}
     assert online == {"B0", "B1", "C0", "C1"} and FakeSearch.budgets[-1] == 2
     measured = measure_variants(rows, [("fakebest", {})], [4], num_probe=2)[("fakebest", "{}")][4]
     assert {pid for (pid, _s), o in measured.items() if o.correct} == online
@@ -459,7 +464,8 @@ def test_whether_the_probe_joins_a_search_is_learned_on_dev_and_obeyed_online(mo
     assert "the probe's answers stay out of a search's final choice (dev 0.600 joined, 1.000 apart)" in _policy_table(hurt).caption
     # Online, kept apart: the search's own answer stands and the probe is still paid for.
     opt = OptimalStrategy(ScriptedEngine(handler), scorer(), policy=hurt)
-    out = opt.solve(PROBLEMS, 4)
+    opt = opt.at_budget(4)
+    out = opt.solve(PROBLEMS)
     assert all(r.answer == "5" and len(r.candidates) == 1 for r in out)
     assert all(r.usage.num_generated_tokens > 20 and r.usage.num_scored_tokens > 0 for r in out)  # search 20 + probe
     # No search measured after a probe: nothing to decide, they stay apart.

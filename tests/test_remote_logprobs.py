@@ -509,8 +509,8 @@ def test_step_level_and_early_stopping_strategies_run_against_serve(name):
         sampling = SamplingParams(temperature=0.8, max_tokens=200, logprobs=3 if name != "beam" else None)
         results = []
         for eng in (remote, local):
-            strategy = cls(eng, scorer if cls.needs_scorer else None, sampling=sampling)
-            results.append(strategy.solve([Problem(id="q", question="What is 2 + 3?", answer="5")], 8)[0])
+            strategy = cls(eng, scorer if cls.needs_scorer else None, sampling=sampling).at_budget(8)
+            results.append(strategy.solve([Problem(id="q", question="What is 2 + 3?", answer="5")])[0])
         a, b = results
         assert (a.answer, a.selected, a.usage.num_generated_tokens, a.details) == (b.answer, b.selected, b.usage.num_generated_tokens, b.details)
         assert [(c.text, c.finish_reason, c.num_tokens) for c in a.candidates] == [(c.text, c.finish_reason, c.num_tokens) for c in b.candidates]
@@ -537,10 +537,10 @@ def test_confidence_strategies_on_the_tiny_model_through_serve(bpe, spec, scorer
     sampling = SamplingParams(temperature=1.0, max_tokens=24)
     results = []
     for eng in (bpe.engine(), Wire(bpe.ref)):
-        s = make_strategy(spec, eng, load_scorer(scorer) if scorer else None, sampling=sampling, seed=3)
+        s = make_strategy(spec, eng, load_scorer(scorer) if scorer else None, n=6, sampling=sampling, seed=3)
         if spec == "spr":
             s.params = SpeculativeRejectionParams(n=6, alpha=0.5, decision_tokens=[6, 12])
-        results.append(s.solve(problem, 6)[0])
+        results.append(s.solve(problem)[0])
     a, b = results
     assert [(c.text, c.num_tokens, c.finish_reason) for c in a.candidates] == [(c.text, c.num_tokens, c.finish_reason) for c in b.candidates]
     assert (a.selected, a.answer, a.usage.num_generated_tokens) == (b.selected, b.answer, b.usage.num_generated_tokens)

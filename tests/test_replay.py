@@ -49,7 +49,7 @@ def test_online_replay_equals_the_live_strategy(stored, params, monkeypatch):
     monkeypatch.setattr(TextLiveBatch, "confidence_chunk", 1)
     problems = {p.problem_id: p for p in load_stored(stored)}
     for prob in PROBLEMS:
-        live = DeepConfOnline(trace_engine(TRACES), params=params, sampling=SamplingParams(**SAMPLING_KW)).solve(prob, 8)[0]
+        live = DeepConfOnline(trace_engine(TRACES), params=params, sampling=SamplingParams(**SAMPLING_KW)).at_budget(8).solve(prob)[0]
         answer, tokens, details = simulate_online(problems[prob.id], 8, params)
         assert answer == live.answer
         assert tokens == live.usage.num_generated_tokens
@@ -64,7 +64,7 @@ def test_adaptive_replay_equals_the_live_strategy(stored, wave):
     problems = {p.problem_id: p for p in load_stored(stored)}
     params = AdaptiveParams(wave=wave, threshold=0.8)
     for prob in PROBLEMS:
-        live = AdaptiveConsistency(trace_engine(TRACES), params=params, sampling=SamplingParams(**SAMPLING_KW)).solve(prob, 8)[0]
+        live = AdaptiveConsistency(trace_engine(TRACES), params=params, sampling=SamplingParams(**SAMPLING_KW)).at_budget(8).solve(prob)[0]
         answer, tokens, used = simulate_adaptive(problems[prob.id], 8, params)
         assert (answer, tokens, used) == (live.answer, live.usage.num_generated_tokens, len(live.candidates))
 

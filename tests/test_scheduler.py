@@ -33,14 +33,14 @@ SPECS = ["greedy", "majority", "bon", "weighted", "beam", "beam:lookahead=1", "d
 def test_programs_give_the_same_results_as_one_batch(engine, spec):
     """Every strategy, as one program per problem on the scheduler, equals its own batched solve: the same
     candidates, scores, choice, generated and prefilled tokens per problem."""
-    batched = make_strategy(spec, engine, crc_scorer(), sampling=SAMPLING, seed=3).solve_batch(PROBLEMS, 4)
-    strategy = make_strategy(spec, engine, crc_scorer(), sampling=SAMPLING, seed=3)
+    batched = make_strategy(spec, engine, crc_scorer(), n=4, sampling=SAMPLING, seed=3).solve_batch(PROBLEMS)
+    strategy = make_strategy(spec, engine, crc_scorer(), n=4, sampling=SAMPLING, seed=3)
     scheduler = Scheduler(engine, strategy.scorer)
     assert scheduler.batched
     from testtime.strategies._base import solve_on
 
     e0 = engine.usage.num_prefill_tokens
-    scheduled = solve_on(scheduler, strategy, PROBLEMS, 4)
+    scheduled = solve_on(scheduler, strategy, PROBLEMS)
     prefilled = engine.usage.num_prefill_tokens - e0
     assert summary(scheduled) == summary(batched)
     # Programs count their own prefill exactly; a batch splits its total over problems by prompt size (rounded).
@@ -53,9 +53,9 @@ def test_programs_give_the_same_results_as_one_batch(engine, spec):
 def test_optimal_dispatches_per_program_and_records_its_choices(engine):
     entries = [PolicyEntry(level=lv, n=4, strategy="beam" if lv == 1 else "weighted", params={"beam_width": 2} if lv == 1 else {}) for lv in (1, 2)]
     policy = Policy(entries=entries, edges=[0.5], num_levels=2, num_probe=2)
-    batched = make_strategy("optimal", engine, crc_scorer(), sampling=SAMPLING, seed=1, policy=policy).solve_batch(PROBLEMS, 4)
-    strategy = make_strategy("optimal", engine, crc_scorer(), sampling=SAMPLING, seed=1, policy=policy)
-    scheduled = strategy.solve(PROBLEMS, 4)
+    batched = make_strategy("optimal", engine, crc_scorer(), n=4, sampling=SAMPLING, seed=1, policy=policy).solve_batch(PROBLEMS)
+    strategy = make_strategy("optimal", engine, crc_scorer(), n=4, sampling=SAMPLING, seed=1, policy=policy)
+    scheduled = strategy.solve(PROBLEMS)
     assert summary(scheduled) == summary(batched)
     assert [c["problem_id"] for c in strategy.choices] == [p.id for p in PROBLEMS]
 
@@ -97,24 +97,24 @@ def test_interleaved_programs_get_their_own_rows_and_scores(engine):
 
 
 def test_a_program_admitted_while_others_decode_changes_nothing(engine):
-    strategy = make_strategy("majority", engine, None, sampling=SAMPLING, seed=5)
-    alone = [strategy.solve_batch([p], 4)[0] for p in PROBLEMS[:2]]
+    strategy = make_strategy("majority", engine, None, n=4, sampling=SAMPLING, seed=5)
+    alone = [strategy.solve_batch([p])[0] for p in PROBLEMS[:2]]
     scheduler = Scheduler(engine, None, step_chunk=3)
-    first = scheduler.submit(lambda e, s: make_strategy("majority", e, None, sampling=SAMPLING, seed=5).solve_batch([PROBLEMS[0]], 4)[0], rows=4)
+    first = scheduler.submit(lambda e, s: make_strategy("majority", e, None, n=4, sampling=SAMPLING, seed=5).solve_batch([PROBLEMS[0]])[0], rows=4)
     for _ in range(4):  # the first program is mid-decode
         scheduler.tick()
     assert 0 < len(scheduler.batch) and not first.done
-    second = scheduler.submit(lambda e, s: make_strategy("majority", e, None, sampling=SAMPLING, seed=5).solve_batch([PROBLEMS[1]], 4)[0], rows=4)
+    second = scheduler.submit(lambda e, s: make_strategy("majority", e, None, n=4, sampling=SAMPLING, seed=5).solve_batch([PROBLEMS[1]])[0], rows=4)
     scheduler.run()
     assert summary([first.result(), second.result()]) == summary(alone)
     assert scheduler.stats.max_programs == 2
 
 
 def test_cancel_drops_the_rows_at_the_next_step_and_spares_the_others(engine):
-    strategy = make_strategy("majority", engine, None, sampling=SAMPLING, seed=5)
-    want = strategy.solve_batch([PROBLEMS[1]], 4)[0]
+    strategy = make_strategy("majority", engine, None, n=4, sampling=SAMPLING, seed=5)
+    want = strategy.solve_batch([PROBLEMS[1]])[0]
     scheduler = Scheduler(engine, None, step_chunk=2)
-    body = lambda p: lambda e, s: make_strategy("majority", e, None, sampling=SAMPLING, seed=5).solve_batch([p], 4)[0]  # noqa: E731
+    body = lambda p: lambda e, s: make_strategy("majority", e, None, n=4, sampling=SAMPLING, seed=5).solve_batch([p])[0]  # noqa: E731
     doomed, kept = scheduler.submit(body(PROBLEMS[0]), rows=4), scheduler.submit(body(PROBLEMS[1]), rows=4)
     queued = scheduler.submit(body(PROBLEMS[2]), rows=4)
     scheduler.max_rows = 8  # the third waits in the queue
@@ -132,16 +132,16 @@ def test_cancel_drops_the_rows_at_the_next_step_and_spares_the_others(engine):
 
 def test_a_full_batch_queues_programs_until_rows_free_up(engine):
     scheduler = Scheduler(engine, None, max_rows=4)
-    body = lambda p: lambda e, s: make_strategy("majority", e, None, sampling=SAMPLING, seed=2).solve_batch([p], 4)[0]  # noqa: E731
+    body = lambda p: lambda e, s: make_strategy("majority", e, None, n=4, sampling=SAMPLING, seed=2).solve_batch([p])[0]  # noqa: E731
     results = scheduler.map([body(p) for p in PROBLEMS[:3]], rows=4)
     assert scheduler.stats.max_programs == 1 and scheduler.stats.num_admissions == 3
-    assert summary(results) == summary(make_strategy("majority", engine, None, sampling=SAMPLING, seed=2).solve_batch(PROBLEMS[:3], 4))
+    assert summary(results) == summary(make_strategy("majority", engine, None, n=4, sampling=SAMPLING, seed=2).solve_batch(PROBLEMS[:3]))
 
 
 def test_a_failing_program_gets_its_error_and_the_others_their_answers(engine):
     scheduler = Scheduler(engine, None)
     long = Problem(id="long", question="apples " * 3000)  # past the tiny model's context
-    body = lambda p: lambda e, s: make_strategy("majority", e, None, sampling=SAMPLING, seed=2).solve_batch([p], 2)[0]  # noqa: E731
+    body = lambda p: lambda e, s: make_strategy("majority", e, None, n=2, sampling=SAMPLING, seed=2).solve_batch([p])[0]  # noqa: E731
     bad, good = scheduler.submit(body(long), rows=2), scheduler.submit(body(PROBLEMS[0]), rows=2)
     scheduler.run()
     assert "context" in str(bad.error) and good.result().candidates
@@ -151,7 +151,7 @@ def test_interactive_programs_decode_first(engine):
     """With `interactive_rows=1` a one-row program decodes alone while a wider one waits: it finishes in as many
     decode steps as its tokens, not interleaved with the search's."""
     scheduler = Scheduler(engine, None, interactive_rows=1, step_chunk=4)
-    wide = scheduler.submit(lambda e, s: make_strategy("majority", e, None, sampling=SAMPLING, seed=2).solve_batch([PROBLEMS[0]], 8)[0], rows=8)
+    wide = scheduler.submit(lambda e, s: make_strategy("majority", e, None, n=8, sampling=SAMPLING, seed=2).solve_batch([PROBLEMS[0]])[0], rows=8)
     for _ in range(2):
         scheduler.tick()
     steps_before = scheduler.stats.num_steps

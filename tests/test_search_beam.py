@@ -186,12 +186,12 @@ def test_fixed_token_steps():
     assert len(scorer.calls) == 3 and res.candidates[0].text == "abcdefghij"
 
 
-def test_registered_and_accepts_sampling_params():
+def test_registered_and_refuses_other_params():
     from testtime.strategies import SamplingStrategyParams
 
-    assert get_strategy("beam") is BeamSearch
-    s = BeamSearch(seeded_engine(), crc_scorer(), params=SamplingStrategyParams(n=8, reduction="min"))
-    assert s.params == BeamSearchParams(n=8, reduction="min")
+    assert get_strategy("beam") is BeamSearch and BeamSearch.params_class is BeamSearchParams
+    with pytest.raises(ValidationError, match="strategy 'beam' takes BeamSearchParams, got SamplingStrategyParams"):
+        BeamSearch(seeded_engine(), crc_scorer(), params=SamplingStrategyParams(n=8, reduction="min"))
 
 
 @pytest.mark.parametrize(
@@ -212,8 +212,8 @@ def test_bad_params(kwargs, match):
 
 
 def test_budget_must_be_a_multiple_of_the_width():
-    with pytest.raises(ValidationError, match=r"beam search needs a budget that is a multiple of `beam_width` \(4\), got n=2"):
-        BeamSearch(seeded_engine(), crc_scorer()).solve(P, 2)
+    with pytest.raises(ValidationError, match=r"`n` must be a multiple of `beam_width` \(4\), got 2; use n = 4, 8, 16"):
+        BeamSearch(seeded_engine(), crc_scorer()).at_budget(2)
     with pytest.raises(ValidationError, match="needs a scorer"):
         BeamSearch(seeded_engine())
 

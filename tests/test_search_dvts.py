@@ -63,7 +63,7 @@ def test_last_iteration_and_lookahead():
 
 def test_registered_and_budget_checked():
     assert get_strategy("dvts") is DVTS
-    with pytest.raises(ValidationError, match=r"DVTS needs a budget that is a multiple of `beam_width` \(4\), got n=6"):
-        DVTS(ScriptedEngine(Plan()), by_step({})).solve(P, 6)
+    with pytest.raises(ValidationError, match=r"`n` must be a multiple of `beam_width` \(4\), got 6; use n = 4, 8, 16"):
+        DVTS(ScriptedEngine(Plan()), by_step({})).at_budget(6)
     with pytest.raises(ValidationError, match=r"`n` must be a multiple of `beam_width` \(3\), got 4"):
         DVTSParams(n=4, beam_width=3)

@@ -182,6 +182,7 @@ def test_models_health_and_auth(server):
         pytest.param({"model": "tt", "messages": ask(), "temperature": 5}, {}, 400, "temperature", "`temperature` must be in [0, 2], got 5.", id="temperature-above-openai-range"),
         pytest.param({"model": "tt", "messages": ask(), "top_p": 0}, {}, 400, "top_p", "`top_p` must be in (0, 1], got 0.", id="top-p-zero"),
         pytest.param({"model": "tt", "messages": ask(), "n": 2}, {}, 400, "n", "`n` must be 1: testtime serve returns one choice, the strategy's answer over its candidates, got 2; set the number of candidates with `budget` (extra_body) or the X-Testtime-Budget header.", id="n-above-1"),
+        pytest.param({"model": "tt", "messages": ask(), "strategy": "majority:n=8"}, {}, 400, "strategy", "strategy 'majority:n=8' sets `n`; the budget is `budget` (extra_body) or the X-Testtime-Budget header.", id="n-in-spec"),
         pytest.param({"model": "tt", "messages": ask(), "max_tokens": "64"}, {}, 400, "max_tokens", "`max_tokens` must be an integer, got '64'.", id="max-tokens-type"),
         pytest.param({"model": "tt", "messages": ask(), "stream": "yes"}, {}, 400, "stream", "`stream` must be true or false, got 'yes'.", id="stream-type"),
         pytest.param({"model": "tt", "messages": ask(), "top_logprobs": 2}, {}, 400, "top_logprobs", "`top_logprobs` (2) needs `logprobs: true`.", id="top-logprobs-alone"),

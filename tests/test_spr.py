@@ -102,8 +102,8 @@ def test_alpha_zero_is_best_of_n():
 def test_registered_and_budget_is_the_initial_n():
     assert STRATEGIES["spr"] is SpeculativeRejection and get_strategy("spr") is SpeculativeRejection
     eng, scorer = spec_engine(SPECS), spec_scorer()
-    spr = SpeculativeRejection(eng, scorer, params=SpeculativeRejectionParams(alpha=0.5, decision_tokens=[10]), sampling=SAMPLING)
-    res = spr.solve(problem("q1"), 4)[0]
+    spr = SpeculativeRejection(eng, scorer, params=SpeculativeRejectionParams(alpha=0.5, decision_tokens=[10]), sampling=SAMPLING).at_budget(4)
+    res = spr.solve(problem("q1"))[0]
     assert len(res.candidates) == 4
     assert spr.rounds["id-q1"][0] == Round(10, 4, 0, 2)
 
@@ -342,8 +342,10 @@ def test_step_aligned_decisions_score_complete_steps():
     assert res.candidates[3].finish_reason == "eos"
 
 
-def test_sampling_params_from_generic_callers_keep_n():
-    from testtime.strategies import SamplingStrategyParams
+def test_generic_callers_set_n_through_make_strategy():
+    from testtime.strategies import SamplingStrategyParams, make_strategy
 
-    spr = SpeculativeRejection(spec_engine(SPECS), spec_scorer(), params=SamplingStrategyParams(n=4, reduction="min"), sampling=SAMPLING)
-    assert (spr.params.n, spr.params.reduction, spr.params.alpha) == (4, "min", 0.5)
+    spr = make_strategy("spr:reduction=min", spec_engine(SPECS), spec_scorer(), n=4, sampling=SAMPLING)
+    assert (spr.params.n, spr.params.reduction, spr.params.alpha, spr.name) == (4, "min", 0.5, "spr:reduction=min")
+    with pytest.raises(ValidationError, match="strategy 'spr' takes SpeculativeRejectionParams, got SamplingStrategyParams"):
+        SpeculativeRejection(spec_engine(SPECS), spec_scorer(), params=SamplingStrategyParams(n=4, reduction="min"), sampling=SAMPLING)

@@ -10,11 +10,11 @@ from testtime.scorers import ScriptedScorer
 from testtime.strategies import (
     BestOfN,
     Candidate,
-    Greedy,
     MajorityVote,
     SamplingStrategyParams,
     WeightedBestOfN,
     majority_vote,
+    make_strategy,
     weighted_vote,
 )
 from testtime.tasks import Problem
@@ -98,7 +98,7 @@ def test_weighted_sums_scores_per_class():
 
 def test_greedy_asks_for_temperature_zero_once():
     eng = engine_answering({"q1": ["5"]})
-    res = Greedy(eng).solve([P], budget=8)[0]
+    res = make_strategy("greedy", eng, n=8).solve([P])[0]  # a budget-free baseline: runs at its fixed budget 1
     assert len(res.candidates) == 1 and res.answer == "5"
     (_, params), = eng.calls
     assert params.temperature == 0 and params.n == 1
@@ -141,7 +141,7 @@ def test_usage_accounting_is_exact_for_generated_tokens():
 def test_choose_applies_the_rule_to_a_prefix():
     eng = engine_answering({"q1": ["3", "5", "5", "7"]})
     strat = MajorityVote(eng, params=SamplingStrategyParams(n=4))
-    sampled = strat.sample([P], 4)[0]
+    sampled = strat.sample([P])[0]
     assert strat.choose(sampled, 1).answer == "3"
     assert strat.choose(sampled, 3).answer == "5"
     assert len(strat.choose(sampled, 2).candidates) == 2

@@ -7,13 +7,14 @@ from ._common import add_model_args, strategy_help
 from ._engine_args import make_local_engine
 
 HELP = "answer one question and show the candidates"
+DEFAULT_N = 8
 
 
 def add_arguments(p) -> None:
     p.add_argument("question", help="the problem text")
     p.add_argument("--task", default="math500", help="whose prompt to use: math500, gsm8k or arith (default: %(default)s)")
     p.add_argument("--strategy", default="weighted", help=strategy_help() + " (default: %(default)s)")
-    p.add_argument("--n", type=int, default=8, help="candidates (default: %(default)s)")
+    p.add_argument("--n", type=int, default=None, help=f"candidates (default: the spec's n= if it sets one, else {DEFAULT_N})")
     p.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
     p.add_argument("--policy", default=None, help="policy file for --strategy optimal, written by `testtime optimize` (default: none)")
     add_model_args(p)
@@ -22,7 +23,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from ..engines import SamplingParams
     from ..scorers import load_scorer
-    from ..strategies import get_strategy, make_strategy
+    from ..strategies import get_strategy, make_strategy, parse_strategy_spec
     from ..strategies.optimal import Policy
     from ..tasks import (
         ARITH_FEW_SHOT,
@@ -40,8 +41,9 @@ def run(args) -> int:
     cls = get_strategy(args.strategy)
     # Checked before the model loads: the budget, the policy file, and --max-tokens 0 (SamplingParams refuses it,
     # it is not read as the default).
-    if not args.n >= 1:
+    if args.n is not None and not args.n >= 1:
         raise ValidationError(f"--n must be an integer >= 1, got {args.n}.", parameter="n", value=args.n)
+    n = args.n if args.n is not None or "n" in parse_strategy_spec(args.strategy)[1] else DEFAULT_N
     policy = None
     if cls.needs_policy:
         if args.policy is None:
@@ -51,8 +53,8 @@ def run(args) -> int:
     engine = make_local_engine(args)
     scorer = load_scorer(args.scorer, engine=engine) if cls.needs_scorer else None
     problem = Problem(id="cli", question=args.question, messages=build_messages(args.question, system_prompt=system, few_shot=shots), last_number_fallback=args.task != "math500")
-    strategy = make_strategy(args.strategy, engine, scorer, sampling=sampling, seed=args.seed, policy=policy)
-    result = strategy.solve(problem, args.n)[0]
+    strategy = make_strategy(args.strategy, engine, scorer, n=n, sampling=sampling, seed=args.seed, policy=policy)
+    result = strategy.solve(problem)[0]
     for c in result.candidates:
         mark = "*" if c.index == result.selected else " "
         score = f"{c.score:.3f}" if c.score is not None else "  -  "

@@ -212,8 +212,7 @@ def measure_variants(rows: list[dict], variants: list[tuple[str, dict]], budgets
                     scored = Usage.from_dict(r["usage"]).scored_tokens_of_first(chars, n) if cls.needs_scorer else 0
                     out[key].setdefault(n, {})[(r["problem_id"], r.get("seed", 0))] = Outcome(correct, gen + scored, n)
         else:
-            ptype = getattr(cls, "params_class", None)
-            search_params = ptype(**params) if ptype is not None else None
+            search_params = cls.params_class(**params)
             for r in by_strategy[name]:
                 stored_ns = sorted(int(x) for x in r["by_n"])
                 pair = (r["problem_id"], r.get("seed", 0))

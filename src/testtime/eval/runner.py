@@ -30,7 +30,14 @@ from .._errors import DataError, ValidationError, check
 from ..engines import SamplingParams
 from ..grading import is_equiv
 from ..scorers import ConfidenceTrace, load_scorer
-from ..strategies import SamplingStrategy, SolveResult, Strategy, get_strategy, make_strategy
+from ..strategies import (
+    SamplingStrategy,
+    SolveResult,
+    Strategy,
+    get_strategy,
+    make_strategy,
+    parse_strategy_spec,
+)
 from ..strategies._base import with_logprobs
 from ..strategies.optimal import is_resampling
 from ..tasks import Problem, load_task
@@ -87,6 +94,7 @@ class EvalConfig:
         check(len(self.strategies) > 0, "give at least one strategy.", parameter="strategies")
         for s in self.strategies:
             get_strategy(s)
+            check("n" not in parse_strategy_spec(s)[1], f"strategy {s!r} sets `n`; an eval's budgets are --n (drop n= from the spec).", parameter="strategies", value=s)
         check(len(self.n) > 0, "give at least one budget --n.", parameter="n")
         for n in self.n:
             check(isinstance(n, int) and not isinstance(n, bool) and n >= 1, f"budgets --n must be integers >= 1, got {n!r}.", parameter="n", value=n)
@@ -245,8 +253,9 @@ def _solve_rows(strat: Strategy, problems: list[Problem], ns: list[int], seed: i
     per_problem: dict[str, dict[int, Outcome]] = {p.id: {} for p in problems}
     last: dict[str, SolveResult] = {}
     for n in budgets:
-        results = strat.solve(problems, n)
-        choices = {c["problem_id"]: c for c in getattr(strat, "choices", [])}  # `optimal`: what it dispatched to
+        at_n = strat.at_budget(n)
+        results = at_n.solve(problems)
+        choices = {c["problem_id"]: c for c in getattr(at_n, "choices", [])}  # `optimal`: what it dispatched to
         for p, res in zip(problems, results):
             cands = [_candidate_dict(c, p.answer) for c in res.candidates]
             u = res.usage
@@ -275,7 +284,7 @@ def _solve_chunk(missing: list[tuple], *, probs: list[Problem], shared: list[Sam
         needs = any(s.needs_scorer for s in shared)
         # One generation for all of them, asking for the most logprobs any of them reads.
         k = max((s.sampling.logprobs for s in shared if s.sampling.logprobs is not None), default=None)
-        sampled = shared[0].sample(probs, max(ns), scorer=scorer if needs else None, sampling=with_logprobs(shared[0].sampling, k))
+        sampled = shared[0].at_budget(max(ns)).sample(probs, scorer=scorer if needs else None, sampling=with_logprobs(shared[0].sampling, k))
         rows += _sampling_rows(shared, sampled, probs, ns, seed)
     for strat in others:
         if strat.name in todo:

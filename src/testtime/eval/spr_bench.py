@@ -417,7 +417,7 @@ def _run_missing(method: str, config: SprBenchConfig, problems: list[Problem], e
 def _run_method(method: str, config: SprBenchConfig, problems: list[Problem], engine, scorer, sampling) -> list[dict]:
     if method == "bon":
         bon = BestOfN(engine, scorer, params=SamplingStrategyParams(n=max(config.bon_n)), sampling=sampling, seed=config.seed)
-        results = bon.sample(problems, max(config.bon_n), scorer=scorer)
+        results = bon.sample(problems, scorer=scorer)
         return [
             {"method": "bon", "problem_id": p.id, "candidates": [_cand(c, p.answer) for c in r.candidates], "usage": asdict(r.usage)}
             for p, r in zip(problems, results)

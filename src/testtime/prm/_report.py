@@ -25,7 +25,7 @@ from ..engines import SamplingParams
 from ..eval import ResultsFile, wilson_interval
 from ..eval._metrics import pass_at_k
 from ..scorers import STEP_SEPARATOR, Scorer, ScoreRequest, reduce_scores, split_steps
-from ..strategies import Candidate, MajorityVote
+from ..strategies import Candidate, MajorityVote, SamplingStrategyParams
 from ..strategies._base import DEFAULT_SAMPLING
 from ..strategies._select import best_of_n, majority_vote, weighted_vote
 from ..tasks import Problem
@@ -101,8 +101,8 @@ def _prefix_scores(scorer: Scorer, problem: Problem, texts: Sequence[str], step_
 
 
 def _sample_rows(engine, scorer: Scorer, problems: Sequence[Problem], config: ReportConfig) -> list[dict]:
-    sampler = MajorityVote(engine, sampling=config.sampling, seed=config.seed)
-    results = sampler.sample(list(problems), config.max_n, scorer=scorer)
+    sampler = MajorityVote(engine, params=SamplingStrategyParams(n=config.max_n), sampling=config.sampling, seed=config.seed)
+    results = sampler.sample(list(problems), scorer=scorer)
     rows = []
     for p, r in zip(problems, results):
         texts = [c.text for c in r.candidates]

@@ -279,8 +279,8 @@ class Batcher:
             if job.partial is not None:
                 result = self._continue([job], engine=engine, count=False)[0]
             else:
-                strategy = make_strategy(job.strategy, engine, scorer, sampling=job.sampling, seed=0, policy=self.policy)
-                result = strategy.solve_batch([job.problem], job.budget)[0]
+                strategy = make_strategy(job.strategy, engine, scorer, n=job.budget, sampling=job.sampling, seed=0, policy=self.policy)
+                result = strategy.solve_batch([job.problem])[0]
             result = self._with_logprobs(job, result)
             job.num_prompt_tokens = self._prompt_tokens(job)
             return result
@@ -361,10 +361,10 @@ class Batcher:
 
     def _solve(self, jobs: list[Job], *, engine, scorer) -> list[SolveResult]:
         first = jobs[0]
-        # `make_strategy`, as the eval builds them: a spec (`deepconf:keep=0.9`) gets its params.
-        strategy = make_strategy(first.strategy, engine, scorer, sampling=first.sampling, seed=0, policy=self.policy)
+        # `make_strategy`, as the eval builds them: a spec (`deepconf:keep=0.9`) gets its params, the budget its `n`.
+        strategy = make_strategy(first.strategy, engine, scorer, n=first.budget, sampling=first.sampling, seed=0, policy=self.policy)
         self._count_batch()
-        return strategy.solve_batch([j.problem for j in jobs], first.budget)
+        return strategy.solve_batch([j.problem for j in jobs])
 
     def _count_batch(self) -> None:
         with self._counts:
@@ -376,7 +376,7 @@ class Batcher:
         engine = engine or self.engine
         t0 = time.perf_counter()
         e0 = engine.usage.copy()
-        strategies = [make_strategy(j.strategy, engine, None, sampling=j.sampling, seed=0) for j in jobs]
+        strategies = [make_strategy(j.strategy, engine, None, n=j.budget, sampling=j.sampling, seed=0) for j in jobs]
         requests = [Request(messages=j.problem.chat(), partial=j.partial) for j in jobs]
         # The sampling and seed the strategy's own `sample` would use (Greedy sets temperature 0 in its sampling).
         params = [replace(s.sampling, n=1, seed=problem_seed(s.seed, j.problem.id)) for s, j in zip(strategies, jobs, strict=True)]

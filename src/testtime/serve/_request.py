@@ -243,7 +243,10 @@ def parse_chat_request(body: Any, headers: Mapping[str, str], config: ServeConfi
         raise _fail(f"`strategy` must be a string, got {name!r}.", "strategy", name)
     cls = get_strategy(name)
     if ":" in name:  # a spec (deepconf:keep=0.9): its keys and values are checked now, not when the batch runs
-        params_for(cls, *parse_strategy_spec(name))
+        spec_params = parse_strategy_spec(name)[1]
+        if "n" in spec_params:
+            raise _fail(f"strategy {name!r} sets `n`; the budget is `budget` (extra_body) or the X-Testtime-Budget header.", "strategy", name)
+        params_for(cls, name, spec_params)
     if cls.needs_scorer and not has_scorer:
         raise _fail(f"strategy {name!r} ranks candidates with a scorer, and this server runs without one; use majority or greedy, or start the server with --scorer.", "strategy", name)
     if cls.needs_policy and config.policy is None:

@@ -1,4 +1,5 @@
-"""Test-time strategies, one file each, all with `solve(problems, budget=None) -> list[SolveResult]`."""
+"""Test-time strategies, one file each, all with `solve(problems) -> list[SolveResult]` at the budget `params.n`
+(`strategy.at_budget(n)`: the same strategy at another budget)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ from .best_of_n import BestOfN
 from .deepconf import DeepConf, DeepConfParams
 from .deepconf_online import DeepConfOnline, DeepConfOnlineParams
 from .dvts import DVTS, DVTSParams
-from .greedy import Greedy
+from .greedy import Greedy, GreedyParams
 from .majority import MajorityVote
-from .optimal import OptimalStrategy, Policy, PolicyEntry, build_strategy
+from .optimal import OptimalParams, OptimalStrategy, Policy, PolicyEntry, build_strategy
 from .particle_filter import ParticleFilter, ParticleFilterParams
 from .speculative_rejection import SpeculativeRejection, SpeculativeRejectionParams
 from .weighted import WeightedBestOfN
@@ -37,9 +38,11 @@ __all__ = [
     "DeepConfOnlineParams",
     "DeepConfParams",
     "Greedy",
+    "GreedyParams",
     "MajorityVote",
     "ParticleFilter",
     "ParticleFilterParams",
+    "OptimalParams",
     "OptimalStrategy",
     "Policy",
     "PolicyEntry",
@@ -88,17 +91,14 @@ def get_strategy(name: str) -> type[Strategy]:
     return STRATEGIES[base]
 
 
-def make_strategy(spec: str, engine, scorer=None, *, sampling=DEFAULT_SAMPLING, seed: int = 0, policy=None, **kwargs) -> Strategy:
-    """An instance from a name or a spec `NAME[:KEY=VALUE]...` (the keys: fields of its params class). With
-    overrides, the instance's `name` is the whole spec, so its eval rows are told apart from the default's.
-    `policy` goes to the strategies that take one (`needs_policy`); the others ignore it, so callers build
-    every strategy the same way."""
+def make_strategy(spec: str, engine, scorer=None, *, n: int | str | None = None, sampling=DEFAULT_SAMPLING, seed: int = 0, policy=None) -> Strategy:
+    """An instance from a name or a spec `NAME[:KEY=VALUE]...` (the keys: fields of its params class, `n`
+    among them), at budget `n` if given (once: in the spec or as `n`; a strategy with a `fixed_budget`, greedy,
+    runs at that whatever is asked). With overrides in the spec, the instance's `name` is the whole spec, so
+    its eval rows are told apart from the default's. `scorer` goes to the strategies that rank and `policy` to
+    those that take one (`needs_policy`); the others ignore them, so callers build every strategy the same way."""
     name, params = parse_strategy_spec(spec)
-    if not params:
-        cls = get_strategy(name)
-        if cls.needs_policy:
-            kwargs["policy"] = policy
-        return cls(engine, scorer if cls.needs_scorer else None, sampling=sampling, seed=seed, **kwargs)
-    strategy = build_strategy(name, engine, scorer, params, sampling=sampling, seed=seed)
-    strategy.name = spec.strip()
+    strategy = build_strategy(name, engine, scorer, params, n=n, sampling=sampling, seed=seed, policy=policy)
+    if params:
+        strategy.name = spec.strip()
     return strategy

@@ -10,7 +10,7 @@ import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from .._errors import ValidationError, check, problem_context
 from ..engines import Completion, Engine, EngineUsage, EngineView, Request, SamplingParams
@@ -20,7 +20,7 @@ from ..scorers import REDUCTIONS, LogprobScorer, Scorer, ScoreRequest, ScorerUsa
 from ..tasks import Problem
 from ._types import Candidate, SolveResult, Usage
 
-__all__ = ["Strategy", "SamplingStrategy", "DEFAULT_SAMPLING", "problem_seed", "split_usage", "to_candidate", "with_logprobs"]
+__all__ = ["Strategy", "SamplingStrategy", "DEFAULT_SAMPLING", "check_n", "problem_seed", "split_usage", "to_candidate", "with_logprobs"]
 
 DEFAULT_SAMPLING = SamplingParams(temperature=0.8, top_p=1.0, max_tokens=512)
 """Generation settings of the sampling strategies (temperature 0.8 as in search-and-learn's recipes)."""
@@ -39,11 +39,9 @@ def with_logprobs(sampling: SamplingParams, k: int | None) -> SamplingParams:
     return replace(sampling, logprobs=k)
 
 
-def check_budget(budget: int | None, default: int) -> int:
-    """The budget a `solve` call runs at: `budget`, or the params' `n` when None; an integer >= 1."""
-    n = default if budget is None else budget
-    check(isinstance(n, int) and not isinstance(n, bool) and n >= 1, f"the budget must be an integer >= 1, got {n!r}.", parameter="budget", value=n)
-    return n
+def check_n(n) -> None:
+    """A params class's budget `n`: an integer >= 1 (True is not one)."""
+    check(isinstance(n, int) and not isinstance(n, bool) and n >= 1, f"`n` must be an integer >= 1, got {n!r}.", parameter="n", value=n)
 
 
 def in_groups(items: Sequence, size: int) -> list[list]:
@@ -106,21 +104,35 @@ def split_usage(
 
 
 class Strategy:
-    """Base of every strategy: `solve(problems, budget=None) -> list[SolveResult]`, in input order."""
+    """Base of every strategy: `solve(problems) -> list[SolveResult]`, in input order, at the budget
+    `params.n`; `at_budget(n)` is the same strategy at another budget."""
 
     name: ClassVar[str] = ""
+    params_class: ClassVar[type]
+    """The strategy's params dataclass: its knobs and its budget `n` (the one place the budget lives)."""
     needs_scorer: ClassVar[bool] = False
     needs_policy: ClassVar[bool] = False
     """Built with a compute-optimal `policy=` (what `make_strategy` passes it; `optimal`)."""
     fixed_budget: ClassVar[int | None] = None
-    """The one budget it runs at whatever is asked (greedy: 1, more samples would all be the same)."""
+    """The one budget it runs at whatever a caller that builds every strategy at one budget asks
+    (`make_strategy(n=...)`, the eval's budgets; greedy: 1, more samples would all be the same)."""
     streams_one_sample: ClassVar[bool] = False
     """At budget 1 its reply is the text of its one `engine.generate` sample, as generated: a server can stream
     that sample token by token (`testtime serve`, `stream: true`)."""
 
-    def __init__(self, engine: Engine, scorer: Scorer | None = None, *, sampling: SamplingParams = DEFAULT_SAMPLING, seed: int = 0) -> None:
+    def __init__(self, engine: Engine, scorer: Scorer | None = None, *, params: Any = None, sampling: SamplingParams = DEFAULT_SAMPLING, seed: int = 0) -> None:
         if self.needs_scorer and scorer is None:
             raise ValidationError(f"strategy {self.name!r} ranks candidates and needs a scorer (--scorer).", parameter="scorer")
+        check(
+            sampling.n == 1,
+            f"`n` of a strategy's sampling must be 1, got {sampling.n}: the budget is the params' `n` (params=...(n={sampling.n})) or `strategy.at_budget({sampling.n})`.",
+            parameter="n",
+            value=sampling.n,
+        )
+        params = self.params_class() if params is None else params
+        if not isinstance(params, self.params_class):
+            raise ValidationError(f"strategy {self.name or type(self).__name__!r} takes {self.params_class.__name__}, got {type(params).__name__}.", parameter="params", value=params)
+        self.params = params
         self.engine = engine
         self.scorer = scorer
         # A scorer that reads logprobs (the confidence family) gets them from every candidate this strategy samples.
@@ -131,33 +143,44 @@ class Strategy:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(engine={self.engine!r}, scorer={type(self.scorer).__name__ if self.scorer else None})"
 
-    def solve(self, problems: Problem | Sequence[Problem], budget: int | None = None) -> list[SolveResult]:
-        """Results in input order. Each problem runs as its own program on one `Scheduler`, which merges their
-        decode steps and scorer calls (a problem whose step ends goes on while the others decode); engines the
-        scheduler cannot merge on (remote ones) get all problems in one `solve_batch`. Same candidates either way."""
+    def at_budget(self, n: int | str) -> Strategy:
+        """This strategy at budget n: a shallow copy (same engine, scorer, sampling and seed) whose params are
+        `replace(self.params, n=n)`, validated by the params class; this one is unchanged. (So a constructor must
+        not derive state from `params.n`: the copy would keep the old one.)"""
+        params = replace(self.params, n=n)
+        out = copy.copy(self)
+        out.params = params
+        return out
+
+    def solve(self, problems: Problem | Sequence[Problem]) -> list[SolveResult]:
+        """Results in input order, at the budget `params.n`. Each problem runs as its own program on one
+        `Scheduler`, which merges their decode steps and scorer calls (a problem whose step ends goes on while the
+        others decode); engines the scheduler cannot merge on (remote ones) get all problems in one `solve_batch`.
+        Same candidates either way."""
         probs = as_problem_list(problems)
         if len(probs) <= 1 or isinstance(self.engine, EngineView):  # one problem, or already inside a program
-            return self.solve_batch(probs, budget)
+            return self.solve_batch(probs)
         scheduler = Scheduler(self.engine, self.scorer)
         if not scheduler.batched:
-            return self.solve_batch(probs, budget)
-        return solve_on(scheduler, self, probs, budget)
+            return self.solve_batch(probs)
+        return solve_on(scheduler, self, probs)
 
-    def solve_batch(self, problems: Problem | Sequence[Problem], budget: int | None = None) -> list[SolveResult]:
+    def solve_batch(self, problems: Problem | Sequence[Problem]) -> list[SolveResult]:
         """Solve `problems` together on this strategy's engine: the body of a scheduler program (one problem),
         and the whole run on engines the scheduler cannot merge on."""
         raise NotImplementedError
 
-    def rows_needed(self, budget: int | None) -> int:
+    def rows_needed(self) -> int:
         """Rows one problem holds at once (about): what the scheduler admits programs by."""
-        n = budget if isinstance(budget, int) else self.params.n
+        n = self.params.n
         return n if isinstance(n, int) else 1  # "auto" sizes (SpR's n) are known only once it runs
 
     def absorb(self, program_copy: Strategy) -> None:
-        """Take over what a program's copy of this strategy recorded about its problem (after `solve`)."""
+        """Take over what a program's copy of this strategy recorded about its problem (after `solve`). Rebinds
+        rather than mutates, so a copy from `at_budget` never writes into the strategy it came from."""
 
 
-def solve_on(scheduler: Scheduler, strategy: Strategy, problems: list[Problem], budget: int | None) -> list[SolveResult]:
+def solve_on(scheduler: Scheduler, strategy: Strategy, problems: list[Problem]) -> list[SolveResult]:
     """Each problem as a program running a copy of `strategy` on the scheduler's views; results in input order,
     wall time split evenly (as a batched run reports it), what the copies recorded absorbed in order."""
     copies: list[Strategy | None] = [None] * len(problems)
@@ -167,12 +190,12 @@ def solve_on(scheduler: Scheduler, strategy: Strategy, problems: list[Problem], 
             mine = copy.copy(strategy)
             mine.engine, mine.scorer, mine.use_tqdm = engine, scorer if strategy.scorer is not None else None, False
             copies[i] = mine
-            return mine.solve_batch([p], budget)[0]
+            return mine.solve_batch([p])[0]
 
         return body
 
     t0 = time.perf_counter()
-    rows = strategy.rows_needed(budget)
+    rows = strategy.rows_needed()
     scheduler.reserve_rows = max(scheduler.reserve_rows, min(scheduler.max_rows, rows * len(problems)))  # allocated once
     bar = progress_bar(len(problems), strategy.use_tqdm, strategy.name)
     handles = [scheduler.submit(program(i, p), rows=rows, name=p.id) for i, p in enumerate(problems)]
@@ -215,7 +238,7 @@ class SamplingStrategyParams:
     """How per-step scores become one: "last", "min", "prod" or "mean"."""
 
     def __post_init__(self) -> None:
-        check(isinstance(self.n, int) and self.n >= 1, f"`n` must be an integer >= 1, got {self.n!r}.", parameter="n", value=self.n)
+        check_n(self.n)
         check(self.reduction in REDUCTIONS, f"`reduction` must be one of {', '.join(REDUCTIONS)}, got {self.reduction!r}.", parameter="reduction", value=self.reduction)
 
 
@@ -223,19 +246,16 @@ class SamplingStrategy(Strategy):
     """Sample n independent candidates per problem, then `select` one. Because candidates are independent,
     the result at budget m < n is `select` over the first m candidates (the eval uses this)."""
 
+    params_class = SamplingStrategyParams
     streams_one_sample = True
-
-    def __init__(self, engine: Engine, scorer: Scorer | None = None, *, params: SamplingStrategyParams | None = None, sampling: SamplingParams = DEFAULT_SAMPLING, seed: int = 0) -> None:
-        super().__init__(engine, scorer, sampling=sampling, seed=seed)
-        self.params = params or SamplingStrategyParams()
 
     def select(self, candidates: Sequence[Candidate]) -> int | None:
         raise NotImplementedError
 
-    def sample(self, problems: Sequence[Problem], n: int, *, scorer: Scorer | None = None, sampling: SamplingParams | None = None) -> list[SolveResult]:
-        """n scored candidates per problem, nothing selected yet (shared by every sampling strategy; the eval
-        passes one `sampling` that asks for what every strategy sharing the run needs)."""
-        check(isinstance(n, int) and n >= 1, f"the budget must be an integer >= 1, got {n!r}.", parameter="budget", value=n)
+    def sample(self, problems: Sequence[Problem], *, scorer: Scorer | None = None, sampling: SamplingParams | None = None) -> list[SolveResult]:
+        """`params.n` scored candidates per problem, nothing selected yet (shared by every sampling strategy; the
+        eval passes one `sampling` that asks for what every strategy sharing the run needs)."""
+        n = self.params.n
         t0 = time.perf_counter()
         e0 = self.engine.usage.copy()
         requests = [Request(messages=p.chat()) for p in problems]
@@ -288,8 +308,6 @@ class SamplingStrategy(Strategy):
         sel = self.select(cands)
         return replace(result, strategy=self.name, candidates=cands, selected=sel, answer=None if sel is None else cands[sel].answer)
 
-    def solve_batch(self, problems: Problem | Sequence[Problem], budget: int | None = None) -> list[SolveResult]:
-        probs = as_problem_list(problems)
-        n = self.params.n if budget is None else budget
+    def solve_batch(self, problems: Problem | Sequence[Problem]) -> list[SolveResult]:
         scorer = self.scorer if self.needs_scorer else None
-        return [self.choose(r) for r in self.sample(probs, n, scorer=scorer)]
+        return [self.choose(r) for r in self.sample(as_problem_list(problems), scorer=scorer)]

@@ -1,14 +1,14 @@
 """Strategy specs: a registered name with parameter overrides, `NAME[:KEY=VALUE]...`.
 
-`deepconf-online:keep=0.9:warmup=8` is online DeepConf-high with 8 warm-up traces. The keys are the fields of
-the strategy's params class (`DeepConfOnlineParams`), which validates the values; the spec string names the
-strategy's rows in an eval, so two variants of one strategy can run side by side.
+`deepconf-online:keep=0.9:warmup=8` is online DeepConf-high with 8 warm-up traces, `majority:n=8` majority
+voting over 8 samples. The keys are the fields of the strategy's params class (`DeepConfOnlineParams`), which
+validates the values; the spec string names the strategy's rows in an eval, so two variants of one strategy can
+run side by side.
 """
 
 from __future__ import annotations
 
 import ast
-import typing
 from dataclasses import fields
 
 from .._errors import ValidationError
@@ -38,14 +38,9 @@ def parse_strategy_spec(spec: str) -> tuple[str, dict]:
 
 
 def params_for(cls: type, name: str, params: dict):
-    """An instance of strategy class `cls`'s params class with `params` as its fields; an unknown key is a
-    ValidationError that lists the known ones."""
-    ptype = getattr(cls, "params_class", None)
-    if ptype is None:  # the sampling strategies declare theirs on __init__
-        ptype = typing.get_type_hints(cls.__init__).get("params")
-        ptype = next((a for a in typing.get_args(ptype) if isinstance(a, type)), ptype)  # unwrap `X | None`
-    if not isinstance(ptype, type):
-        raise ValidationError(f"strategy {name!r} takes no parameters, got {params}.", parameter="params", value=params)
+    """An instance of strategy class `cls`'s params class (`cls.params_class`) with `params` as its fields; an
+    unknown key is a ValidationError that lists the known ones."""
+    ptype = cls.params_class
     known = [f.name for f in fields(ptype)]
     unknown = [k for k in params if k not in known]
     if unknown:

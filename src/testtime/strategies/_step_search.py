@@ -34,9 +34,9 @@ from ..scorers import REDUCTIONS, STEP_SEPARATOR, LogprobScorer, Scorer, ScoreRe
 from ..tasks import Problem
 from ._base import (
     DEFAULT_SAMPLING,
-    SamplingStrategyParams,
     Strategy,
     as_problem_list,
+    check_n,
     problem_seed,
     progress_bar,
     to_candidate,
@@ -89,7 +89,7 @@ class StepSearchParams:
     where it was cut; at a blank line or a finish this equals the text scorer's number)."""
 
     def __post_init__(self) -> None:
-        check(isinstance(self.n, int) and self.n >= 1, f"`n` must be an integer >= 1, got {self.n!r}.", parameter="n", value=self.n)
+        check_n(self.n)
         check(self.reduction in REDUCTIONS, f"`reduction` must be one of {', '.join(REDUCTIONS)}, got {self.reduction!r}.", parameter="reduction", value=self.reduction)
         check(self.select in SELECTIONS, f"`select` must be one of {', '.join(SELECTIONS)}, got {self.select!r}.", parameter="select", value=self.select)
         check(isinstance(self.step_separator, str) and self.step_separator != "", f"`step_separator` must be a non-empty string, got {self.step_separator!r}.", parameter="step_separator", value=self.step_separator)
@@ -122,6 +122,15 @@ class StepRow:
     @property
     def finished(self) -> bool:
         return self.completion.finished
+
+
+def check_tree_params(params) -> None:
+    """The knobs beam search and DVTS share: `beam_width` >= 1, `lookahead` >= 0, and a budget `n` that is a
+    multiple of `beam_width` (n / beam_width beams or subtrees)."""
+    check(isinstance(params.beam_width, int) and params.beam_width >= 1, f"`beam_width` must be an integer >= 1, got {params.beam_width!r}.", parameter="beam_width", value=params.beam_width)
+    check(isinstance(params.lookahead, int) and params.lookahead >= 0, f"`lookahead` must be an integer >= 0, got {params.lookahead!r}.", parameter="lookahead", value=params.lookahead)
+    m = params.beam_width
+    check(params.n % m == 0, f"`n` must be a multiple of `beam_width` ({m}), got {params.n}; use n = {m}, {2 * m}, {4 * m}, ... or another beam_width.", parameter="n", value=params.n)
 
 
 @dataclass
@@ -190,14 +199,11 @@ class StepSearch(Strategy):
         engine: Engine,
         scorer: Scorer | None = None,
         *,
-        params: StepSearchParams | SamplingStrategyParams | None = None,
+        params: StepSearchParams | None = None,
         sampling: SamplingParams = DEFAULT_SAMPLING,
         seed: int = 0,
     ) -> None:
-        super().__init__(engine, scorer, sampling=sampling, seed=seed)
-        if isinstance(params, SamplingStrategyParams):  # `testtime solve` passes these: keep n and reduction
-            params = self.params_class(n=params.n, reduction=params.reduction)
-        self.params = params or self.params_class()
+        super().__init__(engine, scorer, params=params, sampling=sampling, seed=seed)
         check(
             not (self.lookahead > 0 and self.params.partial_scores == "hidden"),
             "`partial_scores='hidden'` cannot score lookahead text (it is generated in a separate batch); use 'text' or 'auto' with `lookahead`.",
@@ -213,9 +219,6 @@ class StepSearch(Strategy):
         self._live = None  # set per live batch by `live_scorer`
 
     # -- what subclasses define ------------------------------------------------------------------------
-    def check_budget(self, n: int) -> None:
-        check(isinstance(n, int) and n >= 1, f"the budget must be an integer >= 1, got {n!r}.", parameter="budget", value=n)
-
     def initial_tags(self, n: int) -> list[int]:
         """Tags of the n paths every problem starts with (all sampled from the prompt)."""
         return list(range(n))
@@ -234,10 +237,9 @@ class StepSearch(Strategy):
         return getattr(self.params, "lookahead", 0)
 
     # -- the loop ----------------------------------------------------------------------------------------
-    def solve_batch(self, problems: Problem | Sequence[Problem], budget: int | None = None) -> list[SolveResult]:
+    def solve_batch(self, problems: Problem | Sequence[Problem]) -> list[SolveResult]:
         probs = as_problem_list(problems)
-        n = self.params.n if budget is None else budget
-        self.check_budget(n)
+        n = self.params.n
         t0 = time.perf_counter()
         states = [self.new_state(p, n) for p in probs]
         ledger = _Ledger([Usage() for _ in probs])

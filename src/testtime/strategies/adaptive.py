@@ -35,7 +35,6 @@ from ._base import (
     DEFAULT_SAMPLING,
     Strategy,
     as_problem_list,
-    check_budget,
     in_groups,
     problem_seed,
     split_usage,
@@ -120,15 +119,14 @@ class AdaptiveConsistency(Strategy):
     params_class = AdaptiveParams
 
     def __init__(self, engine: Engine, scorer: Scorer | None = None, *, params: AdaptiveParams | None = None, sampling: SamplingParams = DEFAULT_SAMPLING, seed: int = 0) -> None:
-        super().__init__(engine, scorer, sampling=sampling, seed=seed)
-        self.params = params or AdaptiveParams()
+        super().__init__(engine, scorer, params=params, sampling=sampling, seed=seed)
 
     def stop_probability(self, candidates: Sequence[Candidate]) -> float:
         return stop_probability(candidates, self.params.rule)
 
-    def solve_batch(self, problems: Problem | Sequence[Problem], budget: int | None = None) -> list[SolveResult]:
+    def solve_batch(self, problems: Problem | Sequence[Problem]) -> list[SolveResult]:
         probs = as_problem_list(problems)
-        n = check_budget(budget, self.params.n)
+        n = self.params.n
         return [r for group in in_groups(probs, max(1, self.params.max_rows // min(self.params.wave, n))) for r in self._solve_group(group, n)]
 
     def _solve_group(self, problems: list[Problem], n: int) -> list[SolveResult]:

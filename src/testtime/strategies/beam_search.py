@@ -16,8 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .._errors import check
-from ._step_search import SearchState, StepRow, StepSearch, StepSearchParams, expand
+from ._step_search import SearchState, StepRow, StepSearch, StepSearchParams, check_tree_params, expand
 
 __all__ = ["BeamSearch", "BeamSearchParams"]
 
@@ -36,19 +35,12 @@ class BeamSearchParams(StepSearchParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check(isinstance(self.beam_width, int) and self.beam_width >= 1, f"`beam_width` must be an integer >= 1, got {self.beam_width!r}.", parameter="beam_width", value=self.beam_width)
-        check(isinstance(self.lookahead, int) and self.lookahead >= 0, f"`lookahead` must be an integer >= 0, got {self.lookahead!r}.", parameter="lookahead", value=self.lookahead)
-        check(self.n % self.beam_width == 0, f"`n` must be a multiple of `beam_width` ({self.beam_width}), got {self.n}.", parameter="n", value=self.n)
+        check_tree_params(self)
 
 
 class BeamSearch(StepSearch):
     name = "beam"
     params_class = BeamSearchParams
-
-    def check_budget(self, n: int) -> None:
-        super().check_budget(n)
-        m = self.params.beam_width
-        check(n % m == 0, f"beam search needs a budget that is a multiple of `beam_width` ({m}), got n={n}; use n = {m}, {2 * m}, {4 * m}, ... or another beam_width.", parameter="n", value=n)
 
     def update(self, state: SearchState, rows: list[StepRow], final: bool) -> list[int]:
         n = state.n

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from .._errors import check
 from ..engines import Engine, SamplingParams
 from ..scorers import Scorer
-from ._base import DEFAULT_SAMPLING, SamplingStrategy, with_logprobs
+from ._base import DEFAULT_SAMPLING, SamplingStrategy, check_n, with_logprobs
 from ._confidence import ConfidenceParams, candidate_confidence, confidence_vote
 from ._types import Candidate
 
@@ -38,7 +38,7 @@ class DeepConfParams(ConfidenceParams):
     group and tail confidence)."""
 
     def __post_init__(self) -> None:
-        check(isinstance(self.n, int) and not isinstance(self.n, bool) and self.n >= 1, f"`n` must be an integer >= 1, got {self.n!r}.", parameter="n", value=self.n)
+        check_n(self.n)
         check(isinstance(self.keep, (int, float)) and not isinstance(self.keep, bool) and 0 < self.keep <= 1, f"`keep` must be in (0, 1], got {self.keep!r}; it is the fraction of traces kept (0.1 DeepConf-low, 0.9 DeepConf-high).", parameter="keep", value=self.keep)
         self.check_confidence()
 
@@ -50,8 +50,7 @@ class DeepConf(SamplingStrategy):
     params_class = DeepConfParams
 
     def __init__(self, engine: Engine, scorer: Scorer | None = None, *, params: DeepConfParams | None = None, sampling: SamplingParams = DEFAULT_SAMPLING, seed: int = 0) -> None:
-        super().__init__(engine, scorer, sampling=sampling, seed=seed)
-        self.params = params or DeepConfParams()
+        super().__init__(engine, scorer, params=params, sampling=sampling, seed=seed)
         self.sampling = with_logprobs(self.sampling, self.params.top_logprobs)
 
     def select(self, candidates: Sequence[Candidate]) -> int | None:

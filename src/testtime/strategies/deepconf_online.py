@@ -42,7 +42,7 @@ from ._base import (
     DEFAULT_SAMPLING,
     Strategy,
     as_problem_list,
-    check_budget,
+    check_n,
     in_groups,
     problem_seed,
     split_usage,
@@ -82,7 +82,7 @@ class DeepConfOnlineParams(ConfidenceParams):
     """Rows started together: problems run in groups of max(1, max_rows // n)."""
 
     def __post_init__(self) -> None:
-        check(isinstance(self.n, int) and not isinstance(self.n, bool) and self.n >= 1, f"`n` must be an integer >= 1, got {self.n!r}.", parameter="n", value=self.n)
+        check_n(self.n)
         check(isinstance(self.keep, (int, float)) and not isinstance(self.keep, bool) and 0 < self.keep <= 1, f"`keep` must be in (0, 1], got {self.keep!r}.", parameter="keep", value=self.keep)
         check(self.warmup is None or (isinstance(self.warmup, int) and not isinstance(self.warmup, bool) and self.warmup >= 1), f"`warmup` must be None or an integer >= 1, got {self.warmup!r}.", parameter="warmup", value=self.warmup)
         check(isinstance(self.consensus, (int, float)) and not isinstance(self.consensus, bool) and 0 < self.consensus <= 1, f"`consensus` must be in (0, 1], got {self.consensus!r}.", parameter="consensus", value=self.consensus)
@@ -145,14 +145,13 @@ class DeepConfOnline(Strategy):
     params_class = DeepConfOnlineParams
 
     def __init__(self, engine: Engine, scorer: Scorer | None = None, *, params: DeepConfOnlineParams | None = None, sampling: SamplingParams = DEFAULT_SAMPLING, seed: int = 0) -> None:
-        super().__init__(engine, scorer, sampling=sampling, seed=seed)
-        self.params = params or DeepConfOnlineParams()
+        super().__init__(engine, scorer, params=params, sampling=sampling, seed=seed)
         self.sampling = with_logprobs(self.sampling, self.params.top_logprobs)
         self.details: dict[str, dict] = {}
 
-    def solve_batch(self, problems: Problem | Sequence[Problem], budget: int | None = None) -> list[SolveResult]:
+    def solve_batch(self, problems: Problem | Sequence[Problem]) -> list[SolveResult]:
         probs = as_problem_list(problems)
-        n = check_budget(budget, self.params.n)
+        n = self.params.n
         self.details = {}
         return [r for group in in_groups(probs, max(1, self.params.max_rows // n)) for r in self._solve_group(group, n)]
 

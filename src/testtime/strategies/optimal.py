@@ -32,11 +32,18 @@ from .._errors import DataError, ValidationError, check
 from ..engines import Engine, SamplingParams
 from ..scorers import REDUCTIONS, Scorer, reduce_scores
 from ..tasks import Problem
-from ._base import DEFAULT_SAMPLING, SamplingStrategy, SamplingStrategyParams, Strategy, as_problem_list
+from ._base import (
+    DEFAULT_SAMPLING,
+    SamplingStrategy,
+    SamplingStrategyParams,
+    Strategy,
+    as_problem_list,
+    check_n,
+)
 from ._spec import params_for
 from ._types import Candidate, SolveResult
 
-__all__ = ["OptimalStrategy", "Policy", "PolicyEntry", "POLICY_VERSION", "DEFAULT_NUM_PROBE", "is_resampling", "level_from_edges", "reselect_with_probe"]
+__all__ = ["OptimalStrategy", "OptimalParams", "Policy", "PolicyEntry", "POLICY_VERSION", "DEFAULT_NUM_PROBE", "is_resampling", "level_from_edges", "reselect_with_probe"]
 
 POLICY_VERSION = 1
 DEFAULT_NUM_PROBE = 4
@@ -188,13 +195,20 @@ class Policy:
             raise DataError(f"policy file {path} is malformed: {exc}") from None
 
 
-def build_strategy(name: str, engine: Engine, scorer: Scorer | None, params: dict, *, sampling: SamplingParams, seed: int) -> Strategy:
-    """An instance of a registered strategy with `params` as the keyword fields of its params class."""
+def build_strategy(name: str, engine: Engine, scorer: Scorer | None, params: dict, *, n: int | str | None = None, sampling: SamplingParams, seed: int, policy=None) -> Strategy:
+    """An instance of a registered strategy with `params` as the keyword fields of its params class, at budget
+    `n` (None: the params' own `n`; a strategy with a `fixed_budget`, greedy, runs at that whatever is asked, a
+    budget-free baseline). The scorer goes only to strategies that rank, `policy` only to those that take one
+    (`needs_policy`), so every caller builds every strategy the same way."""
     from . import get_strategy  # the registry imports this module
 
     cls = get_strategy(name)
-    kwargs = {"params": params_for(cls, name, params)} if params else {}
-    return cls(engine, scorer if cls.needs_scorer else None, sampling=sampling, seed=seed, **kwargs)
+    if n is not None:
+        if "n" in params:
+            raise ValidationError(f"strategy {name!r}: the budget `n` is given twice ({params['n']!r} in its params, {n!r} as the budget); give it once.", parameter="n", value=n)
+        params = {**params, "n": cls.fixed_budget or n}
+    kwargs = {"policy": policy} if cls.needs_policy else {}
+    return cls(engine, scorer if cls.needs_scorer else None, params=params_for(cls, name, params), sampling=sampling, seed=seed, **kwargs)
 
 
 def reselect_with_probe(params, candidates: Sequence[Candidate], probe: Sequence[Candidate]) -> tuple[list[Candidate], int | None] | None:
@@ -214,7 +228,19 @@ def reselect_with_probe(params, candidates: Sequence[Candidate], probe: Sequence
 def is_resampling(cls: type) -> bool:
     """Whether a strategy's result at budget N is a selection over N independent samples (so probe samples can
     stand in for its first ones)."""
-    return issubclass(cls, SamplingStrategy) and getattr(cls, "name", "") != "greedy"
+    return issubclass(cls, SamplingStrategy) and cls.fixed_budget is None
+
+
+@dataclass
+class OptimalParams:
+    """Knobs of the compute-optimal strategy (the policy file holds the rest)."""
+
+    n: int | None = None
+    """The budget N per problem, probe included, >= 1; None: the policy's largest budget."""
+
+    def __post_init__(self) -> None:
+        if self.n is not None:
+            check_n(self.n)
 
 
 class OptimalStrategy(Strategy):
@@ -225,6 +251,7 @@ class OptimalStrategy(Strategy):
     """
 
     name = "optimal"
+    params_class = OptimalParams
     needs_scorer = True
     needs_policy = True
 
@@ -233,11 +260,12 @@ class OptimalStrategy(Strategy):
         engine: Engine,
         scorer: Scorer | None = None,
         *,
+        params: OptimalParams | None = None,
         policy: Policy | str | Path | None = None,
         sampling: SamplingParams = DEFAULT_SAMPLING,
         seed: int = 0,
     ) -> None:
-        super().__init__(engine, scorer, sampling=sampling, seed=seed)
+        super().__init__(engine, scorer, params=params, sampling=sampling, seed=seed)
         if policy is None:
             raise ValidationError("strategy 'optimal' needs a policy (--policy FILE), written by `testtime optimize`.", parameter="policy")
         self.policy = policy if isinstance(policy, Policy) else Policy.load(policy)
@@ -251,7 +279,7 @@ class OptimalStrategy(Strategy):
     def _probe(self, problems: list[Problem], k: int) -> list[SolveResult]:
         prober = SamplingStrategy(self.engine, self.scorer, params=SamplingStrategyParams(n=k, reduction=self.policy.reduction), sampling=self.sampling, seed=self.seed)
         prober.use_tqdm = self.use_tqdm
-        return prober.sample(problems, k, scorer=self.scorer)
+        return prober.sample(problems, scorer=self.scorer)
 
     def _feasible(self, entry: PolicyEntry, remaining: int) -> tuple[str, dict]:
         """The best choice that fits: a search needs at least one unit of budget after the probe."""
@@ -263,10 +291,10 @@ class OptimalStrategy(Strategy):
         return "majority", {}  # every choice was a search and the probe took the whole budget
 
     def _resample(self, name: str, params: dict, probs: list[Problem], probe: list[SolveResult], n: int) -> list[SolveResult]:
-        strat = build_strategy(name, self.engine, self.scorer, params, sampling=self.sampling, seed=self.seed + _REST_SEED)
+        strat = build_strategy(name, self.engine, self.scorer, params, n=n, sampling=self.sampling, seed=self.seed + _REST_SEED)
         strat.use_tqdm = self.use_tqdm
         k = len(probe[0].candidates)
-        more = strat.sample(probs, n - k, scorer=self.scorer if strat.needs_scorer else None) if n > k else [SolveResult() for _ in probs]
+        more = strat.at_budget(n - k).sample(probs, scorer=self.scorer if strat.needs_scorer else None) if n > k else [SolveResult() for _ in probs]
         out = []
         for pr, mr in zip(probe, more, strict=True):
             cands = [replace(c) for c in pr.candidates]
@@ -278,24 +306,26 @@ class OptimalStrategy(Strategy):
             out.append(replace(res, strategy=self.name, usage=pr.usage + mr.usage))
         return out
 
-    def _build(self, name: str, params: dict) -> Strategy:
-        strat = build_strategy(name, self.engine, self.scorer, params, sampling=self.sampling, seed=self.seed)
+    def _build(self, name: str, params: dict, n: int) -> Strategy:
+        strat = build_strategy(name, self.engine, self.scorer, params, n=n, sampling=self.sampling, seed=self.seed)
         strat.use_tqdm = self.use_tqdm
         return strat
 
-    @staticmethod
-    def _solve_search(strat: Strategy, probs: list[Problem], budget: int) -> tuple[list[SolveResult], int]:
-        """(results, budget used). Some searches take only certain budgets (a multiple of the beam width); fall
-        back to the largest power of two that fits, the budgets optimize measures them at."""
+    def _solve_search(self, name: str, params: dict, probs: list[Problem], budget: int) -> tuple[Strategy, list[SolveResult], int]:
+        """(strategy, results, budget used). Some searches take only certain budgets (a multiple of the beam
+        width); fall back to the largest power of two that fits, the budgets optimize measures them at."""
+
+        def run(n: int) -> tuple[Strategy, list[SolveResult], int]:
+            strat = self._build(name, params, n)
+            return strat, strat.solve(probs), n
+
         try:
-            return strat.solve(probs, budget), budget
+            return run(budget)
         except ValidationError:
-            budget = 1 << (budget.bit_length() - 1)
-            return strat.solve(probs, budget), budget
+            return run(1 << (budget.bit_length() - 1))
 
     def _search(self, name: str, params: dict, probs: list[Problem], probe: list[SolveResult], budget: int) -> tuple[list[SolveResult], int]:
-        strat = self._build(name, params)
-        results, budget = self._solve_search(strat, probs, budget)
+        strat, results, budget = self._solve_search(name, params, probs, budget)
         return [self._with_probe(strat, r, pr) for pr, r in zip(probe, results, strict=True)], budget
 
     def _with_probe(self, strat: Strategy, result: SolveResult, probe: SolveResult) -> SolveResult:
@@ -303,7 +333,7 @@ class OptimalStrategy(Strategy):
         finished answers added to its candidates and the final choice made again over both (a search without a
         `select` rule keeps its own choice)."""
         usage = probe.usage + result.usage
-        merged = reselect_with_probe(getattr(strat, "params", None), result.candidates, probe.candidates) if self.policy.probe_joins else None
+        merged = reselect_with_probe(strat.params, result.candidates, probe.candidates) if self.policy.probe_joins else None
         if merged is None:
             return replace(result, strategy=self.name, usage=usage)
         cands, sel = merged
@@ -313,21 +343,29 @@ class OptimalStrategy(Strategy):
         """Every level has the same choice at this budget: run it with the whole budget and the strategy's own
         seed, as the single-strategy dev run that chose it did."""
         e = self.policy.entry(1, n)
-        strat = self._build(e.strategy, e.params)
-        results, got = (strat.solve(probs, n), n) if is_resampling(type(strat)) else self._solve_search(strat, probs, n)
+        from . import get_strategy
+
+        if is_resampling(get_strategy(e.strategy)):
+            results, got = self._build(e.strategy, e.params, n).solve(probs), n
+        else:
+            _, results, got = self._solve_search(e.strategy, e.params, probs, n)
         self.choices = [{"problem_id": p.id, "n": n, "score": None, "level": None, "strategy": e.strategy, "params": e.params, "budget": got} for p in probs]
         return [replace(r, strategy=self.name) for r in results]
 
     def absorb(self, program_copy: Strategy) -> None:
-        self.choices += program_copy.choices
+        self.choices = self.choices + program_copy.choices
 
-    def rows_needed(self, budget: int | None) -> int:
-        return max(self.policy.budgets) if budget is None else budget
+    @property
+    def budget(self) -> int:
+        """The budget N it runs at: `params.n`, or the policy's largest budget."""
+        return self.params.n if self.params.n is not None else max(self.policy.budgets)
 
-    def solve_batch(self, problems: Problem | Sequence[Problem], budget: int | None = None) -> list[SolveResult]:
+    def rows_needed(self) -> int:
+        return self.budget
+
+    def solve_batch(self, problems: Problem | Sequence[Problem]) -> list[SolveResult]:
         probs = as_problem_list(problems)
-        n = max(self.policy.budgets) if budget is None else budget
-        check(isinstance(n, int) and n >= 1, f"the budget must be an integer >= 1, got {n!r}.", parameter="budget", value=n)
+        n = self.budget
         if not probs:
             return []
         if self.policy.is_probe_free(n):

@@ -179,11 +179,12 @@ def keep_count(alpha: float, num_live: int) -> int:
 class SpeculativeRejection(Strategy):
     """Best-of-N with early rejection of low-reward partial candidates; see the module docstring.
 
-    `solve(problems, budget)` uses `budget` as the initial n. After each call, `rounds[problem_id]` lists
-    what every round did (`Round`), in order.
+    `params.n` is the initial n (the budget). After each call, `rounds[problem_id]` lists what every round did
+    (`Round`), in order.
     """
 
     name = "spr"
+    params_class = SpeculativeRejectionParams
     needs_scorer = True
 
     def __init__(
@@ -195,11 +196,7 @@ class SpeculativeRejection(Strategy):
         sampling: SamplingParams = DEFAULT_SAMPLING,
         seed: int = 0,
     ) -> None:
-        super().__init__(engine, scorer, sampling=sampling, seed=seed)
-        if params is not None and not isinstance(params, SpeculativeRejectionParams):
-            # Callers that only know the sampling strategies' knobs (`testtime solve --n`): keep n and reduction.
-            params = SpeculativeRejectionParams(n=params.n, reduction=getattr(params, "reduction", "last"))
-        self.params = params or SpeculativeRejectionParams()
+        super().__init__(engine, scorer, params=params, sampling=sampling, seed=seed)
         self.rounds: dict[str, list[Round]] = {}
 
     # -- planning ---------------------------------------------------------------------------------------
@@ -233,14 +230,11 @@ class SpeculativeRejection(Strategy):
 
     # -- solving ----------------------------------------------------------------------------------------
     def absorb(self, program_copy: Strategy) -> None:
-        self.rounds.update(program_copy.rounds)
+        self.rounds = {**self.rounds, **program_copy.rounds}
 
-    def solve_batch(self, problems: Problem | Sequence[Problem], budget: int | str | None = None) -> list[SolveResult]:
+    def solve_batch(self, problems: Problem | Sequence[Problem]) -> list[SolveResult]:
         probs = as_problem_list(problems)
-        n = self.params.n if budget is None else budget
-        check(n == AUTO or (isinstance(n, int) and not isinstance(n, bool) and n >= 1), f"the budget (initial n) must be an integer >= 1 or 'auto', got {n!r}.", parameter="budget", value=n)
-        if n == AUTO and self.params.kv_budget is None:
-            raise ValidationError("`n='auto'` sizes the batch from memory; set `kv_budget` too (an integer, or 'auto').", parameter="n", value=n)
+        n = self.params.n
         self.rounds = {}
         if not probs:
             return []
