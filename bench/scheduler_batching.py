@@ -43,14 +43,14 @@ def run(sched, problems, args) -> dict:
     wall = time.perf_counter() - t0
     stats = pstats.Stats(prof)
     seconds = {}
-    for (_, _, name), (_, _, tottime, cumtime, _) in stats.stats.items():
+    for (path, _, name), (_, _, tottime, cumtime, _) in stats.stats.items():
         # torch's kernel shows up as "<built-in method scaled_dot_product_attention ...>"; shared-prefix
         # (cascade) attention is `_cascade`, counted whole (its kernel calls and the merge).
         if "scaled_dot_product_attention" in name:
             seconds["attention"] = seconds.get("attention", 0.0) + tottime
         elif name == "_cascade":
             seconds["attention"] = seconds.get("attention", 0.0) + cumtime
-        elif name in ("prefill", "step"):
+        elif (name, os.path.basename(path)) in (("prefill", "_llama.py"), ("step", "_live.py")):  # the model's prefill, the live batch's decode steps
             seconds[name] = seconds.get(name, 0.0) + cumtime
     return {"wall": wall, "steps": sched.stats.num_steps - steps_before, "rows": 4 * len(problems), **seconds}
 
