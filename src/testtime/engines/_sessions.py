@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -75,6 +76,23 @@ def _chunks(prompts: list[list[int]], budget: int):
         start = end
 
 
+@dataclass
+class _PromptGroup:
+    """Left-padded prompts that share each forward, how many of their columns are computed, and their keys and
+    values so far (L, B, KVH, done, D)."""
+
+    tokens: torch.Tensor
+    positions: torch.Tensor
+    valid: torch.Tensor
+    done: int = 0
+    k: torch.Tensor | None = None
+    v: torch.Tensor | None = None
+
+    @property
+    def width(self) -> int:
+        return self.tokens.shape[1]
+
+
 class PendingPrefill:
     """Prompts being prefilled, a slice of columns at a time if asked (chunked prefill): a scheduler interleaves
     the slices with decode steps of the rows already running, so a long prompt does not stall them. Each slice
@@ -85,46 +103,43 @@ class PendingPrefill:
         self.runner = runner
         self.num_prefilled = 0
         self.num_forwards = 0
-        # [tokens, positions, valid, columns done, keys, values] per group of prompts sharing one forward
-        self._groups = [[*_left_pad(chunk, runner.device), 0, None, None] for chunk in _chunks(prompts, _prefill_budget(torch.device(runner.device)))]
+        budget = _prefill_budget(torch.device(runner.device))
+        self._groups = [_PromptGroup(*_left_pad(chunk, runner.device)) for chunk in _chunks(prompts, budget)]
 
     @property
     def done(self) -> bool:
-        return all(g[3] >= g[0].shape[1] for g in self._groups)
+        return all(g.done >= g.width for g in self._groups)
 
     @property
     def num_tokens_left(self) -> int:
         """Padded tokens still to compute."""
-        return sum(g[0].shape[0] * (g[0].shape[1] - g[3]) for g in self._groups)
+        return sum(g.tokens.shape[0] * (g.width - g.done) for g in self._groups)
 
     def step(self, max_tokens: int | None = None) -> None:
         """Compute up to about `max_tokens` more padded prompt tokens (all of them if None; at least one column)."""
         left = max_tokens
         for g in self._groups:
-            tokens, positions, valid, at, k, v = g
-            B, P = tokens.shape
-            while at < P and (left is None or left > 0):
-                end = P if left is None else min(P, at + max(1, left // B))
-                past = None if k is None else (k, v, valid[:, :at])
-                k_new, v_new = self.runner.prefill(tokens[:, at:end], positions[:, at:end], valid[:, at:end], past)
-                k, v = (k_new, v_new) if k is None else (torch.cat([k, k_new], 3), torch.cat([v, v_new], 3))
+            while g.done < g.width and (left is None or left > 0):
+                a = g.done
+                b = g.width if left is None else min(g.width, a + max(1, left // g.tokens.shape[0]))
+                past = None if g.k is None else (g.k, g.v, g.valid[:, :a])
+                k, v = self.runner.prefill(g.tokens[:, a:b], g.positions[:, a:b], g.valid[:, a:b], past)
+                g.k, g.v = (k, v) if g.k is None else (torch.cat([g.k, k], 3), torch.cat([g.v, v], 3))
                 self.num_forwards += 1
-                self.num_prefilled += int(valid[:, at:end].sum())
+                self.num_prefilled += int(g.valid[:, a:b].sum())
                 if left is not None:
-                    left -= B * (end - at)
-                at = end
-            g[3], g[4], g[5] = at, k, v
-            if left is not None and left <= 0:
-                return
+                    left -= g.tokens.shape[0] * (b - a)
+                g.done = b
 
     def parts(self) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """(keys, values (L, B, KVH, P, D), validity (B, P)) per group, as `KVCache.append_parts` takes them."""
         L, KVH, D = len(self.runner.layers), self.runner.num_kv_heads, self.runner.head_dim
         out = []
-        for tokens, _, valid, _, k, v in self._groups:
+        for g in self._groups:
+            k, v = g.k, g.v
             if k is None:  # empty prompts: nothing to compute
-                k = v = torch.zeros(L, tokens.shape[0], KVH, 0, D, dtype=self.runner.dtype, device=self.runner.device)
-            out.append((k, v, valid))
+                k = v = torch.zeros(L, g.tokens.shape[0], KVH, 0, D, dtype=self.runner.dtype, device=self.runner.device)
+            out.append((k, v, g.valid))
         return out
 
 
