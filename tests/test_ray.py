@@ -326,3 +326,26 @@ def test_without_ray_installed_the_error_names_the_extra(tmp_path, capsys, monke
     assert main(["eval", "--limit", "2", "--out", str(tmp_path / "r"), "--ray"]) == 1
     assert capsys.readouterr().err == "error: --ray needs `ray`, which is not installed; run `pip install 'testtime[ray]'`\n"
     assert not (tmp_path / "r").exists()
+
+
+def test_a_failed_shards_skipped_piece_arriving_before_its_failure_does_not_mask_the_error(tmp_path):
+    """Ray returns whichever piece is ready first: shard 1's next piece (skipped, no backend) can come back
+    before the piece that failed. The error names the failure, not a backend mismatch (a flaky CI failure)."""
+    from types import SimpleNamespace
+
+    from testtime.eval._ray import _gather, _Reply
+
+    replies = {
+        "ok": _Reply(node="n0", rows=[], backend={"engine": "scripted"}),
+        "skipped": _Reply(node="n1", is_skipped=True),
+        "failed": _Reply(node="n1", error="RuntimeError: the engine broke"),
+    }
+    fake_ray = SimpleNamespace(
+        wait=lambda refs, num_returns: (refs[:1], refs[1:]),  # in the order given: the skipped piece before the failure
+        get=lambda ref: replies[ref],
+        kill=lambda actor: None,
+        exceptions=SimpleNamespace(RayError=RuntimeError),
+    )
+    pending = {"ok": (0, 0, []), "skipped": (2, 1, []), "failed": (1, 1, [])}
+    with pytest.raises(EngineError, match=r"^Ray shard 1/2 failed on n1: RuntimeError: the engine broke; the finished"):
+        _gather(fake_ray, pending, {}, 2, 0, results=ResultsFile(tmp_path / "r.jsonl"), done=set(), key=lambda r: r["id"], on_backend=lambda b: None, on_append=None)

@@ -199,7 +199,8 @@ def _gather(ray, pending: dict, actors: dict, count: int, max_retries: int, *, r
             reply = ray.get(ready[0])
         except ray.exceptions.RayError as exc:  # the actor died more than max_retries times, or never started
             reply = _Reply(node=_node_in(exc) or last_node.get(shard, "unknown"), error=_died(ray, exc, max_retries))
-        if reply.error is None and backend and reply.backend != backend[0]:
+        # A skipped piece (its shard failed earlier) carries no backend; its reply can arrive before the failure's.
+        if reply.error is None and not reply.is_skipped and backend and reply.backend != backend[0]:
             reply.error = f"it generates with {reply.backend}, the other shards with {backend[0]}; give every node the same device and dtype (--device, --dtype, --ray-gpus-per-shard)"
         if reply.error is not None:
             failures.setdefault(shard, reply)
