@@ -325,6 +325,10 @@ def test_a_non_utf8_data_file_names_the_line_and_byte(tmp_path, capsys):
         pytest.param(["solve", "1+1", "--device", "tpu"], 2, "error: --device must be cpu, cuda, cuda:N or mps, got 'tpu'.", id="device-tpu"),
         pytest.param(["solve", "1+1", "--device", "xla"], 2, "error: --device 'xla' is not available on this machine (available: cpu", id="device-absent"),
         pytest.param(["solve", "1+1", "--max-tokens", "0"], 2, "error: `max_tokens` must be an integer >= 1, got 0.", id="solve-max-tokens-0"),
+        # Spec and budget are checked before the model loads (the model path does not exist: a later check would
+        # report that instead).
+        pytest.param(["solve", "1+1", "--strategy", "majority:n=4", "--n", "8", "--model", "/no/such/model"], 2, "error: strategy 'majority': the budget `n` is given twice (4 in its params, 8 as the budget); give it once.", id="solve-n-twice"),
+        pytest.param(["solve", "1+1", "--strategy", "beam:beam_width=3", "--model", "/no/such/model"], 2, "error: `n` must be a multiple of `beam_width` (3), got 8;", id="solve-beam-width-not-dividing-n"),
         pytest.param(["serve", "--port", "70000"], 2, "error: --port must be in 0..65535 (0 picks a free port), got 70000.", id="port-high"),
         pytest.param(["serve", "--port", "-1"], 2, "error: --port must be in 0..65535 (0 picks a free port), got -1.", id="port-negative"),
         pytest.param(["serve", "--max-tokens", "0"], 2, "error: `default_max_tokens` must be an integer >= 1, got 0.", id="serve-max-tokens-0"),

@@ -24,6 +24,7 @@ def run(args) -> int:
     from ..engines import SamplingParams
     from ..scorers import load_scorer
     from ..strategies import get_strategy, make_strategy, parse_strategy_spec
+    from ..strategies._spec import strategy_params
     from ..strategies.optimal import Policy
     from ..tasks import (
         ARITH_FEW_SHOT,
@@ -43,7 +44,9 @@ def run(args) -> int:
     # it is not read as the default).
     if args.n is not None and not args.n >= 1:
         raise ValidationError(f"--n must be an integer >= 1, got {args.n}.", parameter="n", value=args.n)
-    n = args.n if args.n is not None or "n" in parse_strategy_spec(args.strategy)[1] else DEFAULT_N
+    name, spec_params = parse_strategy_spec(args.strategy)
+    n = args.n if args.n is not None or "n" in spec_params else DEFAULT_N
+    strategy_params(cls, name, spec_params, n)  # the spec's fields and the budget, before the model loads
     policy = None
     if cls.needs_policy:
         if args.policy is None:

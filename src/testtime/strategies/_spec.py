@@ -13,7 +13,7 @@ from dataclasses import fields
 
 from .._errors import ValidationError
 
-__all__ = ["parse_strategy_spec", "params_for"]
+__all__ = ["parse_strategy_spec", "params_for", "strategy_params"]
 
 
 def _value(text: str):
@@ -35,6 +35,17 @@ def parse_strategy_spec(spec: str) -> tuple[str, dict]:
             raise ValidationError(f"strategy spec {spec!r}: {part!r} is not KEY=VALUE (e.g. deepconf:keep=0.9).", parameter="strategy", value=spec)
         params[key.strip()] = _value(text.strip())
     return name, params
+
+
+def strategy_params(cls: type, name: str, params: dict, n: int | str | None = None):
+    """The params object `build_strategy` gives strategy class `cls`: `params` (a spec's fields) at budget `n`
+    (None: the params' own; a `fixed_budget` strategy, greedy, gets that whatever is asked). Needs no engine, so
+    a command checks a spec before it loads a model."""
+    if n is not None:
+        if "n" in params:
+            raise ValidationError(f"strategy {name!r}: the budget `n` is given twice ({params['n']!r} in its params, {n!r} as the budget); give it once.", parameter="n", value=n)
+        params = {**params, "n": cls.fixed_budget or n}
+    return params_for(cls, name, params)
 
 
 def params_for(cls: type, name: str, params: dict):

@@ -40,7 +40,7 @@ from ._base import (
     as_problem_list,
     check_n,
 )
-from ._spec import params_for
+from ._spec import strategy_params
 from ._types import Candidate, SolveResult
 
 __all__ = ["OptimalStrategy", "OptimalParams", "Policy", "PolicyEntry", "POLICY_VERSION", "DEFAULT_NUM_PROBE", "is_resampling", "level_from_edges", "reselect_with_probe"]
@@ -203,12 +203,8 @@ def build_strategy(name: str, engine: Engine, scorer: Scorer | None, params: dic
     from . import get_strategy  # the registry imports this module
 
     cls = get_strategy(name)
-    if n is not None:
-        if "n" in params:
-            raise ValidationError(f"strategy {name!r}: the budget `n` is given twice ({params['n']!r} in its params, {n!r} as the budget); give it once.", parameter="n", value=n)
-        params = {**params, "n": cls.fixed_budget or n}
     kwargs = {"policy": policy} if cls.needs_policy else {}
-    return cls(engine, scorer if cls.needs_scorer else None, params=params_for(cls, name, params), sampling=sampling, seed=seed, **kwargs)
+    return cls(engine, scorer if cls.needs_scorer else None, params=strategy_params(cls, name, params, n), sampling=sampling, seed=seed, **kwargs)
 
 
 def reselect_with_probe(params, candidates: Sequence[Candidate], probe: Sequence[Candidate]) -> tuple[list[Candidate], int | None] | None:
