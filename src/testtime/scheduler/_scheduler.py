@@ -6,8 +6,8 @@ One tick:
    (`add`, `advance`, `score`) or ends; row surgery and reads happen on the spot;
 3. prefill the queued `add`s, up to `prefill_tokens` per tick while rows decode; with `prefill_chunk` set and
    an interactive program decoding, at most that many prompt tokens per tick, a longer prompt split over ticks
-   (chunked prefill), so a long prompt does not stall a streamed reply; then one scorer call for every queued `score` (answers split back, usage
-   shared by text size); programs answered here go back to step 2;
+   (chunked prefill), so a long prompt does not stall a streamed reply; then one scorer call for every queued
+   `score` (answers split back, usage shared by text size); programs answered here go back to step 2;
 4. decode: one `step` of the shared live batch for every row in an advance, at most `step_chunk` tokens, and
    returning early when some program's advance completes; completed advances are answered.
 
@@ -35,12 +35,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._errors import ValidationError
-from ..engines import BatchSizedEngine, ModelEngine, SteppableBatch
+from ..engines import BatchSizedEngine, SteppableBatch
 from ..scorers import ScorerUsage
 from ._program import Cancelled, Program
 from ._views import AddOp, AdvanceOp, ProgramBatch, ProgramEngine, ProgramScorer, ScoreOp, add_scorer_usage
 
-__all__ = ["DEFAULT_STEP_CHUNK", "Handle", "Scheduler", "SchedulerStats", "serve_prefill_chunk"]
+__all__ = ["DEFAULT_STEP_CHUNK", "Handle", "Scheduler", "SchedulerStats"]
 
 DEFAULT_STEP_CHUNK = 8
 """Decode steps between looking at the queue: bounds how long a newly arrived program waits to join (8 steps
@@ -51,18 +51,6 @@ DEFAULT_PREFILL_TOKENS = 2048
 on a GPU."""
 
 DEFAULT_MAX_ROWS = 64
-
-SERVE_PREFILL_CHUNK = {"cpu": 256}
-"""Serve's `prefill_chunk` by device type (default 2048): a 256-token slice is ~0.5 s of this 2-core CPU, the
-longest a streamed reply pauses while a new request's prompt is prefilled."""
-
-
-def serve_prefill_chunk(engine) -> int:
-    """`prefill_chunk` for a server on `engine`: by the device its model runs on (2048 for remote engines, which
-    the scheduler runs serially anyway)."""
-    if isinstance(engine, ModelEngine):
-        return SERVE_PREFILL_CHUNK.get(next(engine.model.parameters()).device.type, 2048)
-    return 2048
 
 
 @dataclass
@@ -355,8 +343,8 @@ class Scheduler:
         return [h for h in self._running if isinstance(h.program.op, kind) and all(r[0] is not h for r in self._ready)]
 
     def _do_adds(self) -> bool:
-        """Prefill waiting `add`s within this tick's prompt tokens (`prefill_chunk`, else `prefill_tokens`; no
-        limit while no rows decode). True when some program got its rows (it runs on); False when nothing was
+        """Prefill waiting `add`s within this tick's prompt tokens (`prefill_chunk` while an interactive program
+        decodes, else `prefill_tokens`; no limit while no rows decode). True when some program got its rows (it runs on); False when nothing was
         added (nothing waiting, the tick's tokens spent, or only a slice of a long prompt computed), so the
         decode steps come next."""
         decoding = self._waiting(AdvanceOp)

@@ -46,8 +46,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 from .._errors import EngineError, TesttimeError, ValidationError
-from ..engines import ConcurrentEngine, PromptEncoder, Request, SamplingParams
-from ..scheduler import Scheduler, serve_prefill_chunk
+from ..engines import ConcurrentEngine, ModelEngine, PromptEncoder, Request, SamplingParams
+from ..scheduler import Scheduler
 from ..scheduler._views import add_scorer_usage
 from ..scorers import ScorerUsage
 from ..strategies import STRATEGIES, SolveResult, make_strategy, parse_strategy_spec, problem_seed
@@ -67,6 +67,18 @@ log = logging.getLogger("testtime.serve")
 class ShuttingDown(EngineError):
     """The server stopped before this request's turn came (answered 503)."""
 
+
+SERVE_PREFILL_CHUNK = {"cpu": 256}
+"""The scheduler's `prefill_chunk` by device type (default 2048): a 256-token slice is ~0.5 s of a 2-core CPU,
+the longest a streamed reply pauses while a new request's prompt is prefilled."""
+
+
+def serve_prefill_chunk(engine) -> int:
+    """`prefill_chunk` for a server on `engine`: by the device its model runs on (2048 for remote engines, which
+    the scheduler runs serially anyway)."""
+    if isinstance(engine, ModelEngine):
+        return SERVE_PREFILL_CHUNK.get(next(engine.model.parameters()).device.type, 2048)
+    return 2048
 
 @dataclass
 class Job:
