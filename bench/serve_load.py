@@ -5,14 +5,21 @@ its GIL), strategy majority with budget 4 per request, exactly 64 new tokens per
 every request costs the same and timings compare like for like), temperature 0.8, fp32 on CPU; the prompts are the arith task's real chat prompts (system + 2 few-shot turns + question), each request
 with its own fixed seed. Every number comes from the server's answers (`usage.completion_tokens`).
 
-Phases, after one warm-up request (excluded):
+Every phase runs on a fresh server (after one warm-up request on an unrelated prompt, excluded): the server's
+prefix cache (`--prefix-cache-tokens`, on by default) starts empty in each, so no phase is served the prompts
+an earlier one sent. Within a phase, requests compared with each other are prompts the server has not seen
+(problem k + 10 has problem k's level and few-shot prefix, another question). `/health` reports the prompt
+tokens computed and read from the cache; each load phase prints their share.
+
+Phases:
 1. one request alone, for P request pairs (each request of a pair alone, one after the other);
-2. the same two requests of each pair sent at once: their wall time against one alone (batching should keep
-   it well under 2x) and against the two run back to back;
+2. two requests of the same levels as each pair sent at once: their wall time against one alone (batching
+   should keep it well under 2x) and against the two run back to back;
 3. load, for each N in --clients: N clients in a closed loop sharing one queue of the same max(--clients) x R
    requests (so every N does the same work): throughput (requests/s, generated tokens/s), latency
    p50/p99, errors (any non-200), and the server's admission rounds (requests per round);
-4. (--same-seed) 4 requests with one seed (`seed: 1234`, as evaluation harnesses send) at once against one alone;
+4. (--same-seed) 4 requests with one seed (`seed: 1234`, as evaluation harnesses send) at once against one alone
+   (one request per level first warms the few-shot prefixes; every measured prompt is new);
 5. (--head-of-line) a greedy request alone, then the same greedy request sent while a beam-16 request runs
    (needs `--scorer default`): its latency against its latency alone;
 6. (--mixed N) N clients in a closed loop whose requests cycle through greedy, majority, beam and dvts;
@@ -24,6 +31,7 @@ Phases, after one warm-up request (excluded):
 
     python bench/serve_load.py [--clients 1,4,8] [--requests 3] [--pairs 3] [--budget 4] [--max-tokens 64] [--allow-eos]
         [--scorer default --same-seed --head-of-line --mixed 8] [--stream] [--stream-under-load 4 --prefill-chunk 0]
+        [--prefix-cache-tokens 0]
 
 --pairs 0 and --clients 0 skip those phases.
 """
@@ -59,6 +67,8 @@ def start_server(args, port: int) -> subprocess.Popen:
         cmd += ["--device", args.device]
     if args.prefill_chunk is not None:
         cmd += ["--prefill-chunk", str(args.prefill_chunk)]
+    if args.prefix_cache_tokens is not None:
+        cmd += ["--prefix-cache-tokens", str(args.prefix_cache_tokens)]
     proc = subprocess.Popen(cmd)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -95,50 +105,96 @@ def percentile(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, max(0, round(q / 100 * len(xs) + 0.5) - 1))]
 
 
-async def run(args, url: str, problems) -> None:
-    c = Client(url, problems, args)
-    await c.ask(10_000)  # warm-up: first batch shapes, allocator
+class Server:
+    """`testtime serve` in a subprocess, started afresh for every phase (`fresh()`): its prefix cache starts
+    empty, so no phase finds the prompts an earlier phase sent, and each phase starts from the same state."""
 
-    alone, together, back_to_back = [], [], []
-    for i in range(args.pairs):
-        a, b = 2 * i, 2 * i + 1
-        ta, sa, _ = await c.ask(a)
-        tb, sb, _ = await c.ask(b)
-        t0 = time.perf_counter()
-        (_, s1, _), (_, s2, _) = await asyncio.gather(c.ask(a), c.ask(b))
-        t2 = time.perf_counter() - t0
-        assert {sa, sb, s1, s2} == {200}
-        alone += [ta, tb]
-        together.append(t2)
-        back_to_back.append(ta + tb)
-        print(f"pair {i}: alone {ta:.2f} s and {tb:.2f} s; both at once {t2:.2f} s ({t2 / ((ta + tb) / 2):.2f}x one alone)")
-    one = statistics.mean(alone) if alone else None
-    if alone:
-        print(f"\n1 request alone: mean {one:.2f} s over {len(alone)}")
-        print(f"2 concurrent requests: mean {statistics.mean(together):.2f} s = {statistics.mean(together) / one:.2f}x one request "
-              f"({statistics.mean(together) / statistics.mean(back_to_back):.2f}x the two back to back)")
+    def __init__(self, args) -> None:
+        self.args, self.proc, self.port = args, None, free_port()
 
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def fresh(self, problems) -> Client:
+        self.stop()
+        self.proc = start_server(self.args, self.port)
+        c = Client(self.url, problems, self.args)
+        # Warm-up (first batch shapes, allocator) on a prompt no phase sends, so it caches none of their prefixes.
+        r = await c.http.post(self.url + "/v1/chat/completions", json={"model": self.args.model, "messages": [{"role": "user", "content": "Say hello."}], "budget": self.args.budget, "max_tokens": self.args.max_tokens})
+        assert r.status_code == 200
+        return c
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(30)
+            self.proc = None
+
+
+def cache_share(url: str, h0: dict) -> str:
+    """The share of prompt tokens the server read from its prefix cache since `h0` (a /health answer)."""
+    h1 = httpx.get(url + "/health").json()
+    computed = h1["num_prefill_tokens"] - h0["num_prefill_tokens"]
+    cached = h1["num_cached_prompt_tokens"] - h0["num_cached_prompt_tokens"]
+    return f"prompt tokens: {computed} computed, {cached} read from the prefix cache ({cached / max(computed + cached, 1):.0%})"
+
+
+async def run(args, server: Server, problems) -> None:
+    one = None
+    if args.pairs:
+        c = await server.fresh(problems)
+        one = await pairs(c, args)
+        await c.http.aclose()
     rows = []
     for clients in args.clients:
         if clients:
-            rows.append(await load(c, args, url, clients, one))
+            c = await server.fresh(problems)
+            rows.append(await load(c, args, server.url, clients, one))
+            await c.http.aclose()
     if args.mixed:
-        rows.append(await load(c, args, url, args.mixed, one, mixed=True))
+        c = await server.fresh(problems)
+        rows.append(await load(c, args, server.url, args.mixed, one, mixed=True))
+        await c.http.aclose()
     print("\n| clients | strategies | requests | wall s | req/s | x one client | gen tok/s | p50 s | p99 s | errors | req per admission |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     base = rows[0]["rps"] if rows and rows[0]["clients"] == 1 else None
     for r in rows:
         r["x"] = f"{r['rps'] / base:.2f}x" if base else "-"
         print("| {clients} | {kind} | {total} | {wall:.1f} | {rps:.3f} | {x} | {tps:.0f} | {p50:.2f} | {p99:.2f} | {errors} | {per_batch:.1f} |".format(**r))
-    if args.same_seed:
-        await same_seed(c, args)
-    if args.head_of_line:
-        await head_of_line(c, args)
-    if args.stream:
-        await stream(c, args)
-    if args.stream_under_load:
-        await stream_under_load(c, args)
-    await c.http.aclose()
+    for flag, phase in ((args.same_seed, same_seed), (args.head_of_line, head_of_line), (args.stream, stream), (args.stream_under_load, stream_under_load)):
+        if flag:
+            c = await server.fresh(problems)
+            await phase(c, args)
+            await c.http.aclose()
+
+
+async def pairs(c: Client, args) -> float | None:
+    """Each request of a pair alone, one after the other, then two other requests of the same levels at once (so
+    the pair sent together is not served from the prefix cache the pair sent alone filled)."""
+    alone, together, back_to_back = [], [], []
+    for i in range(args.pairs):
+        a, b = 2 * i, 2 * i + 1
+        ta, sa, _ = await c.ask(a)
+        tb, sb, _ = await c.ask(b)
+        t0 = time.perf_counter()
+        (_, s1, _), (_, s2, _) = await asyncio.gather(c.ask(a + SAME_LEVEL), c.ask(b + SAME_LEVEL))
+        t2 = time.perf_counter() - t0
+        assert {sa, sb, s1, s2} == {200}
+        alone += [ta, tb]
+        together.append(t2)
+        back_to_back.append(ta + tb)
+        print(f"pair {i}: alone {ta:.2f} s and {tb:.2f} s; two of the same levels at once {t2:.2f} s ({t2 / ((ta + tb) / 2):.2f}x one alone)")
+    one = statistics.mean(alone)
+    print(f"\n1 request alone: mean {one:.2f} s over {len(alone)}")
+    print(f"2 concurrent requests: mean {statistics.mean(together):.2f} s = {statistics.mean(together) / one:.2f}x one request "
+          f"({statistics.mean(together) / statistics.mean(back_to_back):.2f}x the two back to back)")
+    return one
+
+
+SAME_LEVEL = 10
+"""Problem k + 10 has problem k's level (the arith test problems cycle through the 5 levels), so its prompt
+shares k's few-shot prefix but not its question."""
 
 
 async def stream(c: Client, args) -> None:
@@ -213,8 +269,12 @@ async def latencies(c: Client, k: int, times: int = 3, **extra) -> list[float]:
 
 
 async def same_seed(c: Client, args) -> None:
-    """4 requests (4 prompts) that all carry seed 1234, at once, against one of them alone and against the same 4
-    prompts with 4 different seeds at once (same-seed requests should batch like any others)."""
+    """4 requests (4 prompts, levels 1-4) that all carry seed 1234, at once, against one of them alone and against
+    4 requests of the same levels with 4 different seeds at once (same-seed requests should batch like any
+    others). Every measured request is a prompt the server has not seen, after one request per level warmed the
+    levels' few-shot prefixes: what a running server sees from a harness that sends one task's problems."""
+    for k in range(5, 9):  # problems 5-8: levels 1-4, not measured
+        assert (await c.ask(k))[1] == 200
     alone = []
     for k in range(4):
         dt, status, _ = await c.ask(k, seed=1234)
@@ -222,22 +282,25 @@ async def same_seed(c: Client, args) -> None:
         alone.append(dt)
     one = statistics.mean(alone)
     walls = {}
-    for label, seeds in (("all seed 1234", [1234] * 4), ("seeds 1-4", [1, 2, 3, 4])):
+    for label, first, seeds in (("all seed 1234", 2 * SAME_LEVEL, [1234] * 4), ("seeds 1-4", 3 * SAME_LEVEL, [1, 2, 3, 4])):
+        h0 = httpx.get(c.url + "/health").json()
         t0 = time.perf_counter()
-        results = await asyncio.gather(*(c.ask(k, seed=s) for k, s in zip(range(4), seeds)))
+        results = await asyncio.gather(*(c.ask(first + k, seed=s) for k, s in enumerate(seeds)))
         walls[label] = time.perf_counter() - t0
         assert all(s == 200 for _, s, _ in results)
+        print(f"same seed, {label}: {cache_share(c.url, h0)}")
     print(f"\nsame seed: one request alone {one:.2f} s (mean of 4); 4 at once, all seed 1234: {walls['all seed 1234']:.2f} s = "
-          f"{walls['all seed 1234'] / one:.2f}x one; the same 4 with 4 different seeds: {walls['seeds 1-4']:.2f} s = {walls['seeds 1-4'] / one:.2f}x one")
+          f"{walls['all seed 1234'] / one:.2f}x one; 4 others with 4 different seeds: {walls['seeds 1-4']:.2f} s = {walls['seeds 1-4'] / one:.2f}x one")
 
 
 async def head_of_line(c: Client, args) -> None:
     """A greedy request alone, then the same request sent while a beam-16 search runs."""
     greedy = dict(strategy="greedy", budget=1, seed=5)
-    alone = await latencies(c, 7, **greedy)
+    assert (await c.ask(2))[1] == 200  # warms level 3's prefix; every measured greedy request is a new level-3 prompt
+    alone = [(await c.ask(k, **greedy))[0] for k in (7, 7 + SAME_LEVEL, 7 + 2 * SAME_LEVEL)]
     beam = asyncio.ensure_future(c.ask(9, strategy="beam", budget=16, max_tokens=args.beam_max_tokens))
     await asyncio.sleep(args.beam_head_start)
-    dt, status, _ = await c.ask(7, **greedy)
+    dt, status, _ = await c.ask(7 + 3 * SAME_LEVEL, **greedy)
     assert status == 200
     beam_dt, beam_status, _ = await beam
     one = statistics.mean(alone)
@@ -282,7 +345,8 @@ async def load(c: Client, args, url: str, clients: int, one: float, mixed: bool 
     vs_one = f" ({(total / wall) * one:.2f}x one request at a time)" if one else ""
     print(f"throughput: {total / wall:.3f} requests/s{vs_one}, {tokens / wall:.0f} generated tokens/s")
     print(f"latency: p50 {percentile(lat, 50):.2f} s, p99 {percentile(lat, 99):.2f} s, max {max(lat):.2f} s")
-    print(f"errors: {errors} of {total}; server admission rounds: {batches} (mean {total / max(batches, 1):.1f} requests per round)", flush=True)
+    print(f"errors: {errors} of {total}; server admission rounds: {batches} (mean {total / max(batches, 1):.1f} requests per round)")
+    print(cache_share(url, health0), flush=True)
     return dict(kind=kind, clients=clients, total=total, wall=wall, rps=total / wall, tps=tokens / wall, p50=percentile(lat, 50), p99=percentile(lat, 99), errors=errors, per_batch=total / max(batches, 1))
 
 
@@ -306,6 +370,7 @@ def main() -> None:
     ap.add_argument("--mixed", type=int, default=0, help="phase 6: this many clients with mixed strategies (0: skip)")
     ap.add_argument("--stream-under-load", type=int, default=0, metavar="K", help="phase 8: a streamed greedy request alone, then while K majority requests arrive (0: skip)")
     ap.add_argument("--prefill-chunk", type=int, default=None, help="the server's --prefill-chunk (default: its own, 256 on CPU; 0: whole prompts)")
+    ap.add_argument("--prefix-cache-tokens", type=int, default=None, help="the server's --prefix-cache-tokens (default: its own, 8192; 0: no prefix cache)")
     ap.add_argument("--stream", action="store_true", help="phase 7: a streamed greedy request: time to first content vs the whole answer")
     args = ap.parse_args()
     if (args.head_of_line or args.mixed) and args.scorer == "none":
@@ -314,21 +379,20 @@ def main() -> None:
     from testtime.tasks import load_task
 
     problems = load_task("arith", split="test", limit=64)
-    port = free_port()
     print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, python {platform.python_version()}")
     import torch
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     where = f"{torch.cuda.get_device_name()}, bf16" if device == "cuda" else f"fp32, CPU, {torch.get_num_threads()} torch threads"
-    print(f"server: testtime serve --model {args.model} ({where}) on 127.0.0.1:{port}, batch window {args.batch_window_ms} ms")
+    cache = "default" if args.prefix_cache_tokens is None else args.prefix_cache_tokens
+    print(f"server: testtime serve --model {args.model} ({where}) on loopback, batch window {args.batch_window_ms} ms, --prefix-cache-tokens {cache}, a fresh server per phase")
     length = "ending at EOS or max_tokens" if args.allow_eos else "exactly max_tokens each (ignore_eos)"
     print(f"requests: majority, budget {args.budget}, max_tokens {args.max_tokens} ({length}), temperature {args.temperature}, arith test prompts, seed per request\n")
-    proc = start_server(args, port)
+    server = Server(args)
     try:
-        asyncio.run(run(args, f"http://127.0.0.1:{port}", problems))
+        asyncio.run(run(args, server, problems))
     finally:
-        proc.terminate()
-        proc.wait(30)
+        server.stop()
 
 
 if __name__ == "__main__":

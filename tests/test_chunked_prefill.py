@@ -17,8 +17,10 @@ LONG = "Step 1: add the numbers. Step 2: multiply 3 by 4 to get 12. The answer i
 
 @pytest.fixture(scope="module")
 def engine():
+    # No prefix cache: these tests compare slices with whole passes of the same prompts (tests/test_prefix_cache.py
+    # covers the two together).
     tok = make_tokenizer()
-    return TransformersEngine(make_llama(tok), tokenizer=tok, seed=0)
+    return TransformersEngine(make_llama(tok), tokenizer=tok, seed=0, prefix_cache_tokens=0)
 
 
 def ask(q: str) -> Request:

@@ -10,7 +10,7 @@ import re
 
 import httpx
 import pytest
-from _rows import without_wall_time
+from _rows import without_measurements
 from _tiny import make_llama, make_tokenizer
 
 from testtime.cli import main
@@ -72,7 +72,7 @@ def test_eval_writes_the_rows_the_library_writes_and_resumes(model_dir, data, en
     # The flags reach the engine, sampler and scorer: the library with the same settings writes the same rows.
     config = EvalConfig(task="jsonl", data=str(data), strategies=["majority", "weighted"], n=[1, 2], scorer=SCORER, model=str(model_dir), max_tokens=8, out=str(tmp_path / "lib"))
     report = run_eval(config, engine=engine, progress=False, log=lambda *_: None)
-    assert [without_wall_time(r) for r in report.rows] == [without_wall_time(r) for r in rows]
+    assert [without_measurements(r) for r in report.rows] == [without_measurements(r) for r in rows]
     # Rerunning the same command resumes a finished run: nothing is added or rewritten.
     assert main(argv) == 0
     assert (out / "results.jsonl").read_text().splitlines() == lines

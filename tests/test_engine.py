@@ -401,9 +401,9 @@ def test_dtype_flag_sets_the_in_process_model_dtype(flag, expected, tmp_path):
     tok = make_tokenizer()
     make_llama(tok).save_pretrained(tmp_path)
     tok.save_pretrained(tmp_path)
-    engine = make_local_engine(Namespace(model=str(tmp_path), device="cpu", dtype=flag, max_batch_size=4))
+    engine = make_local_engine(Namespace(model=str(tmp_path), device="cpu", dtype=flag, max_batch_size=4, prefix_cache_tokens=0))
     assert engine.model.dtype == expected
-    assert engine.max_batch_size == 4
+    assert engine.max_batch_size == 4 and engine.prefix_cache is None  # --prefix-cache-tokens 0: off
 
 
 def test_dtype_flag_rejects_unknown_types(capsys):

@@ -13,7 +13,7 @@ from argparse import Namespace
 from pathlib import Path
 
 import pytest
-from _rows import without_wall_time
+from _rows import without_measurements
 
 from testtime import DataError, ValidationError
 from testtime.cli import main
@@ -92,7 +92,7 @@ def test_report_merge_optimize_and_difficulty_read_a_live_run_without_truncating
     # The writer resumes: it cuts its own torn row and the run ends exactly as an untouched one.
     assert summary(run(cfg)) == summary(run(config(tmp_path / "fresh")))
     assert path.read_bytes().startswith(b"".join(rows[:8]))
-    assert [without_wall_time(r) for r in ResultsFile(path).load()] == [without_wall_time(json.loads(r)) for r in rows]
+    assert [without_measurements(r) for r in ResultsFile(path).load()] == [without_measurements(json.loads(r)) for r in rows]
 
 
 def test_merge_reads_shards_without_repairing_them(tmp_path):

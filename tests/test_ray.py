@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _rows import without_wall_time
+from _rows import without_measurements
 
 import testtime
 from testtime import EngineError, ValidationError
@@ -98,7 +98,7 @@ def canonical(path: Path) -> list[dict]:
     rows = ResultsFile(path / "results.jsonl").load()
     order = {p.id: i for i, p in enumerate(PROBLEMS)}
     strategies = ["majority", "bon", "weighted", "greedy"]
-    return sorted((without_wall_time(r) for r in rows), key=lambda r: (r["seed"], order[r["problem_id"]], strategies.index(r["strategy"])))
+    return sorted((without_measurements(r) for r in rows), key=lambda r: (r["seed"], order[r["problem_id"]], strategies.index(r["strategy"])))
 
 
 @pytest.fixture(scope="module")
@@ -240,8 +240,8 @@ def test_cli_eval_on_ray_equals_the_unsharded_cli_run(cluster, tmp_path, capsys)
         torch.set_num_threads(threads)
     assert main([*flags(model, tmp_path / "ray"), "--ray", "--ray-shards", "2"]) == 0
     key = lambda r: (r["problem_id"], r["strategy"])
-    local = sorted((without_wall_time(r) for r in ResultsFile(tmp_path / "local" / "results.jsonl").load()), key=key)
-    rayed = sorted((without_wall_time(r) for r in ResultsFile(tmp_path / "ray" / "results.jsonl").load()), key=key)
+    local = sorted((without_measurements(r) for r in ResultsFile(tmp_path / "local" / "results.jsonl").load()), key=key)
+    rayed = sorted((without_measurements(r) for r in ResultsFile(tmp_path / "ray" / "results.jsonl").load()), key=key)
     assert len(rayed) == 4 * 2 and rayed == local
     assert json.loads((tmp_path / "ray" / "run.json").read_text())["identity"]["backend"] == {"engine": "transformers", "device": "cpu", "dtype": "float32"}
     # A model a shard cannot load: one line naming the shard and its node, no traceback.

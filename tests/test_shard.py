@@ -7,7 +7,7 @@ import json
 import shutil
 
 import pytest
-from _rows import without_wall_time
+from _rows import without_measurements
 
 from testtime import DataError, ValidationError
 from testtime.cli import main
@@ -59,7 +59,7 @@ def test_merged_shards_equal_the_unsharded_run(runs, capsys):
     unsharded = ResultsFile(tmp / "full" / "results.jsonl").load()
     assert len(merged) == 11 * 4 * 2
     # Same rows in the same order: every candidate, answer, score and token count; only wall times differ.
-    assert [without_wall_time(r) for r in merged] == [without_wall_time(r) for r in unsharded]
+    assert [without_measurements(r) for r in merged] == [without_measurements(r) for r in unsharded]
     report = json.loads((tmp / "merged" / "summary.json").read_text())
     expected = json.loads((tmp / "full" / "summary.json").read_text())
     for row in report + expected:
@@ -123,8 +123,8 @@ def test_a_shard_resumes_and_refuses_a_changed_problem_list(runs, tmp_path):
         run_eval(cfg, engine=ScriptedEngine(crashing), scorer=scorer(), problems=PROBLEMS, progress=False, log=lambda *_: None)
     run(cfg)
     tmp, _ = runs
-    resumed = [without_wall_time(r) for r in ResultsFile(tmp_path / "s1" / "results.jsonl").load()]
-    assert sorted(resumed, key=json.dumps) == sorted((without_wall_time(r) for r in ResultsFile(tmp / "s1" / "results.jsonl").load()), key=json.dumps)
+    resumed = [without_measurements(r) for r in ResultsFile(tmp_path / "s1" / "results.jsonl").load()]
+    assert sorted(resumed, key=json.dumps) == sorted((without_measurements(r) for r in ResultsFile(tmp / "s1" / "results.jsonl").load()), key=json.dumps)
     with pytest.raises(DataError, match=r"records a different slice \(num_problems differs\)"):
         run_eval(cfg, engine=ScriptedEngine(handler), scorer=scorer(), problems=PROBLEMS[:-1], progress=False, log=lambda *_: None)
 

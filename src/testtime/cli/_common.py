@@ -72,6 +72,12 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 def add_local_engine_args(p: argparse.ArgumentParser) -> None:
     """The in-process engine's flags (`make_local_engine` reads them)."""
     p.add_argument("--max-batch-size", type=int, default=64, help="rows the engine decodes together (default: %(default)s)")
+    p.add_argument(
+        "--prefix-cache-tokens",
+        type=int,
+        default=8192,
+        help="prompt tokens whose keys and values the engine keeps for later prompts that start the same way (automatic prefix caching; 0: off) (default: %(default)s)",
+    )
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--dtype", choices=DTYPES, default="auto", help="in-process model weights and activations: auto (bfloat16 on a GPU that has it, else float32), float32, bfloat16 or float16 (default: %(default)s)")
 

@@ -144,14 +144,14 @@ def check_device(device: str | None) -> None:
 
 
 def make_local_engine(args):
-    """The in-process engine of `--model`, `--device`, `--dtype` and `--max-batch-size`."""
+    """The in-process engine of `--model`, `--device`, `--dtype`, `--max-batch-size` and `--prefix-cache-tokens`."""
     import torch
 
     from ..engines import TransformersEngine
 
     check_device(args.device)
     dtype = None if args.dtype == "auto" else getattr(torch, args.dtype)
-    return TransformersEngine(args.model, device=args.device, dtype=dtype, max_batch_size=args.max_batch_size)
+    return TransformersEngine(args.model, device=args.device, dtype=dtype, max_batch_size=args.max_batch_size, prefix_cache_tokens=args.prefix_cache_tokens)
 
 
 def resolve_scorer(args, strategies=None) -> str:

@@ -80,6 +80,7 @@ class _Row:
     detok: IncrementalDetokenizer
     num_prompt_tokens: int
     index: int = 0  # completion index within its request
+    num_cached_tokens: int = 0  # of the prompt, tokens whose keys and values came from the prefix cache
     token_ids: list[int] = field(default_factory=list)
     text: str = ""
     cumulative_logprob: float = 0.0
@@ -102,6 +103,7 @@ class _Row:
             detok=self.detok.copy(),
             num_prompt_tokens=self.num_prompt_tokens,
             index=self.index,
+            num_cached_tokens=self.num_cached_tokens,
             token_ids=list(self.token_ids),
             text=self.text,
             cumulative_logprob=self.cumulative_logprob,
@@ -248,6 +250,11 @@ class TransformersLiveBatch:
             encoded.append(ids)
         return encoded
 
+    def num_cached_tokens(self, encoded: Sequence[Sequence[int]]) -> list[int]:
+        """Per prompt (token ids, as `encode` gives them), how many of its tokens the engine's prefix cache would
+        serve if it were added now (a scheduler prices admissions by what they compute)."""
+        return [self.session.num_cached_tokens(list(ids[:-1])) for ids in encoded]
+
     def start_prefill(self, encoded: list[list[int]]):
         """Begin prefilling these prompts (token ids, as `encode` gives them) without adding rows: `step(max_tokens)`
         the result until `done`, then pass it to `add(..., encoded=encoded, prefilled=it)`."""
@@ -285,10 +292,16 @@ class TransformersLiveBatch:
         old = len(self.rows)
         before = self.session.num_prefilled
         if prefilled is None:
-            self.session.add_rows(prompts)  # one cache row per request...
+            cached = self.session.add_rows(prompts)  # one cache row per request...
         else:
-            self.session.add_prefilled(prefilled)
+            cached = self.session.add_prefilled(prefilled)
         self.usage.num_prefill_tokens += self.session.num_prefilled - before
+        self.usage.num_cached_prompt_tokens += sum(cached)
+        at = 0
+        for i, p in enumerate(plist):
+            for row in new_rows[at : at + p.n]:
+                row.num_cached_tokens = cached[i]
+            at += p.n
         # ...then forked to n rows, in request order, after the existing rows.
         expand = list(range(old)) + [old + i for i, p in enumerate(plist) for _ in range(p.n)]
         dev = eng.device

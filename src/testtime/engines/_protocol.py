@@ -210,6 +210,11 @@ class SteppableBatch(Protocol):
         """An empty batch starts its columns from zero, keeping its buffers."""
         ...
 
+    def num_cached_tokens(self, encoded: Sequence[Sequence[int]]) -> list[int]:
+        """Per prompt, the tokens the engine's prefix cache would serve if it were added now (0 without one); each
+        added row's `num_cached_tokens` says what its prompt took from the cache."""
+        ...
+
     def start_prefill(self, encoded: Sequence[Sequence[int]]) -> Any:
         """Begin prefilling prompts (token ids) for rows to add later, a slice at a time (chunked prefill): the
         result has `step(max_tokens)`, `done` and `num_tokens_left`; when done, `add(..., encoded=encoded,

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from ._llama import LlamaRunner
+from ._prefix_cache import PrefixCache
 
 __all__ = ["NativeSession", "HFSession", "PendingPrefill", "cache_kwarg"]
 
@@ -62,31 +63,20 @@ def _left_pad(prompts: list[list[int]], device) -> tuple[torch.Tensor, torch.Ten
     return tokens.to(device), positions.to(device), valid.to(device)
 
 
-def _chunks(prompts: list[list[int]], budget: int):
-    """Consecutive groups of prompts whose padded size stays within `budget` tokens."""
-    start = 0
-    while start < len(prompts):
-        end, width = start, 0
-        while end < len(prompts):
-            w = max(width, len(prompts[end]))
-            if end > start and w * (end - start + 1) > budget:
-                break
-            width, end = w, end + 1
-        yield prompts[start:end]
-        start = end
-
-
 @dataclass
 class _PromptGroup:
-    """Left-padded prompts that share each forward, how many of their columns are computed, and their keys and
-    values so far (L, B, KVH, done, D)."""
+    """Left-padded prompts that share each forward (`members`: their indices among the pending prompts), how many
+    of their columns are computed (or came from the prefix cache), and their keys and values so far
+    (L, B, KVH, done, D)."""
 
+    members: list[int]
     tokens: torch.Tensor
     positions: torch.Tensor
     valid: torch.Tensor
     done: int = 0
     k: torch.Tensor | None = None
     v: torch.Tensor | None = None
+    stored: bool = False  # its prompts are in the prefix cache
 
     @property
     def width(self) -> int:
@@ -97,42 +87,107 @@ class PendingPrefill:
     """Prompts being prefilled, a slice of columns at a time if asked (chunked prefill): a scheduler interleaves
     the slices with decode steps of the rows already running, so a long prompt does not stall them. Each slice
     attends to the columns before it; the keys and values are the whole prompts' (to rounding: the attention
-    is split differently). Nothing enters the cache until `NativeSession.add_prefilled`."""
+    is split differently). Nothing enters the cache until `NativeSession.add_prefilled`.
 
-    def __init__(self, runner: LlamaRunner, prompts: list[list[int]]) -> None:
+    With a `PrefixCache`, each prompt is computed alone, one cache block per forward (columns [0, B), [B, 2B),
+    ... of its own tokens), starting after its longest cached prefix, and its whole blocks go into the cache as
+    soon as it is done (a later prompt of the same call can reuse them). Because every prompt is cut on the
+    same grid, a block's keys and values do not depend on whether the blocks before it were computed now or
+    read from the cache, or on how a scheduler sliced the prompt: a prompt prefilled cold, warm or in slices
+    gives bit-identical keys and values, so a seeded request answers the same whatever ran before it."""
+
+    def __init__(self, runner: LlamaRunner, prompts: list[list[int]], prefix_cache: PrefixCache | None = None) -> None:
         self.runner = runner
-        self.num_prefilled = 0
+        self.prompts = prompts
+        self.prefix_cache = prefix_cache
+        self.num_prefilled = 0  # prompt tokens computed (not padding, not cached)
+        self.num_computed = 0  # padded prompt tokens computed: what a scheduler's per-round budget counts
         self.num_forwards = 0
-        budget = _prefill_budget(torch.device(runner.device))
-        self._groups = [_PromptGroup(*_left_pad(chunk, runner.device)) for chunk in _chunks(prompts, budget)]
+        self.num_cached = [0] * len(prompts)  # per prompt: leading tokens taken from the prefix cache
+        self._budget = _prefill_budget(torch.device(runner.device))
+        self._next = 0  # first prompt not in a group yet (groups take consecutive prompts, in order)
+        self._groups: list[_PromptGroup] = []
 
     @property
     def done(self) -> bool:
-        return all(g.done >= g.width for g in self._groups)
+        return self._next == len(self.prompts) and all(g.done >= g.width for g in self._groups)
 
     @property
     def num_tokens_left(self) -> int:
-        """Padded tokens still to compute."""
-        return sum(g.tokens.shape[0] * (g.width - g.done) for g in self._groups)
+        """Padded tokens still to compute (prompts not started yet count whole, cached prefixes or not)."""
+        started = sum(g.tokens.shape[0] * (g.width - g.done) for g in self._groups)
+        return started + sum(len(p) for p in self.prompts[self._next :])
+
+    def _form_group(self) -> _PromptGroup:
+        """The next prompts' group: with a prefix cache one prompt, its cached prefix already done; without,
+        consecutive prompts whose padded size stays within the forward budget."""
+        i, end = self._next, self._next + 1
+        if self.prefix_cache is None:
+            width = len(self.prompts[i])
+            while end < len(self.prompts) and max(width, len(self.prompts[end])) * (end - i + 1) <= self._budget:
+                width, end = max(width, len(self.prompts[end])), end + 1
+        self._next = end
+        g = _PromptGroup(list(range(i, end)), *_left_pad(self.prompts[i:end], self.runner.device))
+        if self.prefix_cache is not None:
+            m, k, v = self.prefix_cache.lookup(self.prompts[i])
+            if m:
+                self.num_cached[i] = m
+                g.done, g.k, g.v = m, k, v  # one prompt, no padding: its cached columns come first
+        self._groups.append(g)
+        return g
+
+    def _current(self) -> _PromptGroup | None:
+        """The group being computed, forming the next one when the last is done; None when everything is."""
+        if self._groups and self._groups[-1].done < self._groups[-1].width:
+            return self._groups[-1]
+        while self._next < len(self.prompts):
+            g = self._form_group()
+            if g.done < g.width:
+                return g
+            self._store(g)  # wholly cached (or empty): nothing to compute
+        return None
+
+    def _store(self, g: _PromptGroup) -> None:
+        """Put a finished prompt's whole blocks into the prefix cache."""
+        if self.prefix_cache is None or g.stored or g.k is None:
+            return
+        g.stored = True
+        self.prefix_cache.insert(self.prompts[g.members[0]], g.k[:, 0], g.v[:, 0])
+
+    def _slice_end(self, g: _PromptGroup, left: int | None) -> int:
+        """Where the next forward of `g` stops: one cache block with a prefix cache (the grid that makes cached
+        and computed blocks identical); else `left` tokens' worth of columns (all when None), at least one."""
+        if self.prefix_cache is not None:
+            B = self.prefix_cache.block_tokens
+            return min(g.width, (g.done // B + 1) * B)
+        return g.width if left is None else min(g.width, g.done + max(1, left // g.tokens.shape[0]))
 
     def step(self, max_tokens: int | None = None) -> None:
-        """Compute up to about `max_tokens` more padded prompt tokens (all of them if None; at least one column)."""
+        """Compute up to about `max_tokens` more padded prompt tokens (all of them if None; at least one column,
+        or one cache block with a prefix cache)."""
         left = max_tokens
-        for g in self._groups:
+        while left is None or left > 0:
+            g = self._current()
+            if g is None:
+                return
             while g.done < g.width and (left is None or left > 0):
-                a = g.done
-                b = g.width if left is None else min(g.width, a + max(1, left // g.tokens.shape[0]))
+                a, b = g.done, self._slice_end(g, left)
                 past = None if g.k is None else (g.k, g.v, g.valid[:, :a])
                 k, v = self.runner.prefill(g.tokens[:, a:b], g.positions[:, a:b], g.valid[:, a:b], past)
                 g.k, g.v = (k, v) if g.k is None else (torch.cat([g.k, k], 3), torch.cat([g.v, v], 3))
                 self.num_forwards += 1
                 self.num_prefilled += int(g.valid[:, a:b].sum())
+                computed = g.tokens.shape[0] * (b - a)
+                self.num_computed += computed
                 if left is not None:
-                    left -= g.tokens.shape[0] * (b - a)
+                    left -= computed
                 g.done = b
+            if g.done >= g.width:
+                self._store(g)
 
     def parts(self) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """(keys, values (L, B, KVH, P, D), validity (B, P)) per group, as `KVCache.append_parts` takes them."""
+        """(keys, values (L, B, KVH, P, D), validity (B, P)) per group, in prompt order, as `KVCache.append_parts`
+        takes them."""
         L, KVH, D = len(self.runner.layers), self.runner.num_kv_heads, self.runner.head_dim
         out = []
         for g in self._groups:
@@ -146,33 +201,43 @@ class PendingPrefill:
 class NativeSession:
     supports_add = True
 
-    def __init__(self, runner: LlamaRunner) -> None:
+    def __init__(self, runner: LlamaRunner, prefix_cache: PrefixCache | None = None) -> None:
         self.runner = runner
+        self.prefix_cache = prefix_cache
         self.cache = runner.new_cache(0, 0)
         self.num_prefilled = 0
+        self.num_cached = 0  # prompt tokens taken from the prefix cache instead of computed
         self.num_forwards = 0
 
     @property
     def num_rows(self) -> int:
         return self.cache.num_rows
 
-    def start_prefill(self, prompts: list[list[int]]) -> PendingPrefill:
-        return PendingPrefill(self.runner, prompts)
+    def num_cached_tokens(self, prompt: list[int]) -> int:
+        """Leading tokens of `prompt` the prefix cache holds now (0 without one)."""
+        return self.prefix_cache.num_cached(prompt) if self.prefix_cache is not None else 0
 
-    def add_rows(self, prompts: list[list[int]]) -> None:
+    def start_prefill(self, prompts: list[list[int]]) -> PendingPrefill:
+        return PendingPrefill(self.runner, prompts, self.prefix_cache)
+
+    def add_rows(self, prompts: list[list[int]]) -> list[int]:
+        """Prefill and append one row per prompt; returns the tokens of each taken from the prefix cache."""
         pending = self.start_prefill(prompts)
         pending.step()
-        self.add_prefilled(pending)
+        return self.add_prefilled(pending)
 
-    def add_prefilled(self, pending: PendingPrefill) -> None:
-        """Append the rows of a finished `PendingPrefill`."""
+    def add_prefilled(self, pending: PendingPrefill) -> list[int]:
+        """Append the rows of a finished `PendingPrefill`; returns the tokens of each prompt taken from the
+        prefix cache."""
         if not pending.done:
             raise ValueError("add_prefilled needs a finished prefill; call step() until done")
         self.num_forwards += pending.num_forwards
         self.num_prefilled += pending.num_prefilled
+        self.num_cached += sum(pending.num_cached)
         parts = pending.parts()
         if parts:  # appended together: the history moves at most once, for the longest prompt
             self.cache.append_parts(parts)
+        return list(pending.num_cached)
 
     def reserve(self, steps: int) -> None:
         self.cache.ensure_capacity(cols=self.cache.col + steps)
@@ -219,7 +284,10 @@ class HFSession:
     def num_rows(self) -> int:
         return self.valid.shape[0]
 
-    def add_rows(self, prompts: list[list[int]]) -> None:
+    def num_cached_tokens(self, prompt: list[int]) -> int:
+        return 0  # no prefix cache on this path
+
+    def add_rows(self, prompts: list[list[int]]) -> list[int]:
         if self._started:
             raise NotImplementedError("HFSession cannot admit rows after the first prefill")
         self._started = True
@@ -235,6 +303,7 @@ class HFSession:
             self.num_forwards += 1
             self.num_prefilled += int(valid.sum())
         self.valid = valid
+        return [0] * len(prompts)  # no prefix cache on this path
 
     def reserve(self, steps: int) -> None:
         pass  # DynamicCache grows on its own

@@ -211,7 +211,11 @@ class EngineUsage:
     """Running counters an engine keeps; strategies diff snapshots to account for their compute."""
 
     num_prefill_tokens: int = 0
-    """Prompt tokens pushed through the model (once per prompt on the in-process engine, per request on remote ones)."""
+    """Prompt tokens pushed through the model (once per prompt on the in-process engine, per request on remote
+    ones); tokens served from a prefix cache are not computed and count in `num_cached_prompt_tokens` instead."""
+    num_cached_prompt_tokens: int = 0
+    """Prompt tokens whose keys and values came from a prefix cache instead of being computed (not in
+    `num_prefill_tokens`; OpenAI's `cached_tokens`)."""
     num_generated_tokens: int = 0
     """Tokens sampled and kept."""
     num_decoded_tokens: int = 0

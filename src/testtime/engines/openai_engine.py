@@ -362,7 +362,9 @@ class OpenAIEngine:
             on_reject = None if text is None else (lambda status, message: self._text_instead(body, text, status, message))
             url, data = await self.client.post(path, body, on_reject=on_reject)
             completion, prompt_tokens, generated = self._parse(url + path, data, p, j, prompt_ids)
-        self.usage.num_prefill_tokens += prompt_tokens
+            cached = _cached_tokens(url + path, data, prompt_tokens)
+        self.usage.num_prefill_tokens += prompt_tokens - cached
+        self.usage.num_cached_prompt_tokens += cached
         self.usage.num_generated_tokens += generated
         if bar is not None:
             bar.update(1)
@@ -492,6 +494,20 @@ def _text_or_none(where: str, field: str, value) -> str:
     if not isinstance(value, str):
         raise _wrong(where, field, value, "a string")
     return value
+
+
+def _cached_tokens(where: str, data: dict, prompt_tokens: int) -> int:
+    """Prompt tokens the server read from its prefix cache (`usage.prompt_tokens_details.cached_tokens`, as OpenAI
+    and vLLM report them); 0 when it does not say."""
+    details = (data.get("usage") or {}).get("prompt_tokens_details")
+    if details is None:
+        return 0
+    cached = details.get("cached_tokens") if isinstance(details, dict) else details
+    if cached is None:
+        return 0
+    if not _is_count(cached) or cached > prompt_tokens:
+        raise _wrong(where, "usage.prompt_tokens_details.cached_tokens", cached, f"an integer in [0, prompt_tokens = {prompt_tokens}]")
+    return int(cached)
 
 
 def _wrong(where: str, field: str, value, want: str) -> EngineError:

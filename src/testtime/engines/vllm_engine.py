@@ -147,6 +147,7 @@ class VLLMEngine:
             # Prompt tokens served from the prefix cache are not recomputed; count only the rest.
             cached = getattr(res, "num_cached_tokens", None) or 0
             self.usage.num_prefill_tokens += max(0, len(res.prompt_token_ids or ()) - cached)
+            self.usage.num_cached_prompt_tokens += min(cached, len(res.prompt_token_ids or ()))
             self.usage.num_generated_tokens += len(out.token_ids)
         return outputs
 

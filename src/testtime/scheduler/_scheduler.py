@@ -361,15 +361,16 @@ class Scheduler:
         if not todo:
             return False
         first = todo[0].program.op
-        if left is not None and first.num_tokens > left and self._prefilled_this_tick:
+        first_cost = self._prefill_cost(first)
+        if left is not None and first_cost > left and self._prefilled_this_tick:
             return False  # the next tick's
-        if chunk and first.num_tokens > left:
+        if chunk and first_cost > left:
             # Too long for one tick while others decode: this program's prompts go in slices, one per tick.
             self._prefilling = (todo[0], self.batch.start_prefill(first.encoded))
             return self._go_on_prefilling(left)
         take = []
         for h in todo:  # at least one program, then whatever fits
-            n = h.program.op.num_tokens
+            n = first_cost if h is todo[0] else self._prefill_cost(h.program.op)
             if take and left is not None and n > left:
                 break
             take.append(h)
@@ -396,14 +397,18 @@ class Scheduler:
             self._ready.extend((h, None, None) for h in hs)
         return True
 
+    def _prefill_cost(self, op: AddOp) -> int:
+        """Prompt tokens an admission computes: its prompts less what the engine's prefix cache holds of them."""
+        return op.num_tokens - sum(self.batch.num_cached_tokens(op.encoded))
+
     def _go_on_prefilling(self, max_tokens: int | None) -> bool:
         h, pending = self._prefilling
         if h.done or h.program.cancelled:  # cancelled mid-prefill: nothing was added, drop the work
             self._prefilling = None
             return False
-        before = pending.num_tokens_left
+        before = pending.num_computed
         pending.step(max_tokens)
-        self._prefilled_this_tick += before - pending.num_tokens_left
+        self._prefilled_this_tick += pending.num_computed - before
         self.stats.num_prefill_slices += 1
         if not pending.done:
             return False
@@ -431,7 +436,11 @@ class Scheduler:
         at = first
         for op in ops:
             view = op.batch
-            view.usage.num_prefill_tokens += sum(len(ids) - 1 for ids in op.encoded)  # the last token is decoded
+            # Each program is charged the prompt tokens computed for it (the last one is decoded; a prefix the
+            # engine's cache held is not computed again, and counts as cached).
+            cached = [batch.rows[at + sum(p.n for p in op.params[:i])].num_cached_tokens if p.n else 0 for i, p in enumerate(op.params)]
+            view.usage.num_prefill_tokens += sum(len(ids) - 1 - c for ids, c in zip(op.encoded, cached, strict=True))
+            view.usage.num_cached_prompt_tokens += sum(cached)
             for i, p in enumerate(op.params):
                 view.rows.extend(range(at, at + p.n))
                 view.request_of.extend([view._num_requests + i] * p.n)

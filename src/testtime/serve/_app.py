@@ -220,7 +220,17 @@ def create_app(engine, scorer=None, config: ServeConfig | None = None):
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "model": config.model_name, "in_flight": admitted["n"], "num_batches": batcher.num_batches, "num_requests": batcher.num_jobs}
+        usage = engine.usage  # read from the worker's counters: ints, no lock needed
+        return {
+            "status": "ok",
+            "model": config.model_name,
+            "in_flight": admitted["n"],
+            "num_batches": batcher.num_batches,
+            "num_requests": batcher.num_jobs,
+            # Prompt tokens computed, and read from the engine's prefix cache instead, since the server started.
+            "num_prefill_tokens": usage.num_prefill_tokens,
+            "num_cached_prompt_tokens": usage.num_cached_prompt_tokens,
+        }
 
     model_card = {"id": config.model_name, "object": "model", "created": 0, "owned_by": "testtime"}
 

@@ -36,8 +36,14 @@ def _usage(result: SolveResult, prompt_tokens: int | None) -> dict:
     # prompt_tokens: the prompt's length, as OpenAI counts it (once, whatever the budget), when the engine can
     # tokenize; else the request's share of the prefill. completion_tokens: every token generated for it, over
     # all candidates, not only the reply's. The prefill actually computed is under `testtime.usage`.
-    prompt = u.num_prefill_tokens if prompt_tokens is None else prompt_tokens
-    return {"prompt_tokens": prompt, "completion_tokens": u.num_generated_tokens, "total_tokens": prompt + u.num_generated_tokens}
+    # cached_tokens: of the prompt, the tokens the engine's prefix cache served (OpenAI's field).
+    prompt = u.num_prefill_tokens + u.num_cached_prompt_tokens if prompt_tokens is None else prompt_tokens
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": u.num_generated_tokens,
+        "total_tokens": prompt + u.num_generated_tokens,
+        "prompt_tokens_details": {"cached_tokens": min(u.num_cached_prompt_tokens, prompt)},
+    }
 
 
 def _extra(result: SolveResult, req: ChatRequest) -> dict:

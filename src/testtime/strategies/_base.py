@@ -92,6 +92,7 @@ def split_usage(
         out.append(
             Usage(
                 num_prefill_tokens=round(engine_delta.num_prefill_tokens * prompt_tokens[i] / total_prompt),
+                num_cached_prompt_tokens=round(engine_delta.num_cached_prompt_tokens * prompt_tokens[i] / total_prompt),
                 num_generated_tokens=generated[i],
                 num_scored_tokens=scored_prefix + round(per_candidate * scored_chars[i] / total_scored),
                 num_scored_prefix_tokens=scored_prefix,

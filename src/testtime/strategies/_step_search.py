@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 from .._errors import check
-from ..engines import BatchSizedEngine, Completion, Engine, Request, SamplingParams
+from ..engines import BatchSizedEngine, Completion, Engine, EngineUsage, Request, SamplingParams
 from ..scorers import REDUCTIONS, STEP_SEPARATOR, LogprobScorer, Scorer, ScoreRequest, reduce_scores
 from ..tasks import Problem
 from ._base import (
@@ -163,10 +163,12 @@ class _Ledger:
 
     usages: list[Usage]
 
-    def charge_prefill(self, tokens: int, weights: dict[int, float]) -> None:
+    def charge_prefill(self, delta: EngineUsage, weights: dict[int, float]) -> None:
+        """Prompt tokens computed (and read from a prefix cache) in `delta`, split by `weights`."""
         total = sum(weights.values()) or 1.0
         for p, w in weights.items():
-            self.usages[p].num_prefill_tokens += round(tokens * w / total)
+            self.usages[p].num_prefill_tokens += round(delta.num_prefill_tokens * w / total)
+            self.usages[p].num_cached_prompt_tokens += round(delta.num_cached_prompt_tokens * w / total)
 
     def charge_scored(self, tokens: int, weights: dict[int, float]) -> None:
         total = sum(weights.values()) or 1.0
@@ -280,9 +282,9 @@ class StepSearch(Strategy):
     def _admit(self, batch, nodes: list[_Node], problems: list[Problem], indices: list[int], n: int, ledger: _Ledger) -> None:
         requests = [Request(messages=p.chat()) for p in problems]
         params = [replace(self.sampling, n=n, seed=problem_seed(self.seed, p.id)) for p in problems]
-        before = self.engine.usage.num_prefill_tokens
+        before = self.engine.usage.copy()
         batch.add(requests, params)
-        ledger.charge_prefill(self.engine.usage.num_prefill_tokens - before, {i: _prompt_chars(p) for i, p in zip(indices, problems, strict=True)})
+        ledger.charge_prefill(self.engine.usage - before, {i: _prompt_chars(p) for i, p in zip(indices, problems, strict=True)})
         for i in indices:
             nodes.extend(_Node(problem=i, tag=t) for t in self.initial_tags(n))
 
@@ -294,13 +296,13 @@ class StepSearch(Strategy):
         return batch.advance(self.params.max_step_tokens or None, stop=[self.params.step_separator])
 
     def _advance(self, batch, rows_problem: list[int], states: list[SearchState], ledger: _Ledger):
-        before = self.engine.usage.num_prefill_tokens
+        before = self.engine.usage.copy()
         outs = self._step(batch)
         # Remote engines re-send each row's prompt on every advance; charge it by prompt size.
         weights: dict[int, float] = {}
         for p in rows_problem:
             weights[p] = weights.get(p, 0.0) + _prompt_chars(states[p].problem)
-        ledger.charge_prefill(self.engine.usage.num_prefill_tokens - before, weights)
+        ledger.charge_prefill(self.engine.usage - before, weights)
         for p in weights:
             ledger.usages[p].num_engine_calls += 1
         for p, o in zip(rows_problem, outs, strict=True):
@@ -366,7 +368,7 @@ class StepSearch(Strategy):
             owners.append(b)
         if not requests:
             return {}
-        before = self.engine.usage.num_prefill_tokens
+        before = self.engine.usage.copy()
         la = self.engine.start(requests, params)
         texts = [""] * len(owners)
         for _ in range(k):
@@ -382,7 +384,7 @@ class StepSearch(Strategy):
         for b in owners:
             p = nodes[b].problem
             weights[p] = weights.get(p, 0.0) + _prompt_chars(states[p].problem) + len(completions[b].text)
-        ledger.charge_prefill(self.engine.usage.num_prefill_tokens - before, weights)
+        ledger.charge_prefill(self.engine.usage - before, weights)
         return dict(zip(owners, texts, strict=True))
 
     def _score(self, ready: list[int], groups: dict[int, list[int]], nodes: list[_Node], completions: dict[int, Completion], extra: dict[int, str], states: list[SearchState], ledger: _Ledger) -> dict[int, list[float]]:

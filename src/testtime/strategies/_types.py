@@ -49,6 +49,8 @@ class Usage:
     wall_time: float = 0.0
     num_scored_prefix_tokens: int = 0
     """Of `num_scored_tokens`, the problem's prompt the scorer read once for all its candidates."""
+    num_cached_prompt_tokens: int = 0
+    """Prompt tokens the engine read from its prefix cache instead of computing (not in `num_prefill_tokens`)."""
 
     @property
     def num_compute_tokens(self) -> int:
